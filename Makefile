@@ -1,0 +1,30 @@
+# Optimization for Machine Learning: the two commands of README.md, and a few more for instructors.
+#   make book   install everything into .venv, then build the site with every notebook executed
+#   make test   run the whole test suite (labkit, every notebook, the book, the site)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install book test lint handouts grade clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (course)"
+	touch $(STAMP)
+
+book: install
+	$(BIN)/python scripts/build_book.py
+
+test: install
+	$(BIN)/python -m pytest tests -ra
+
+lint: install
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf _build

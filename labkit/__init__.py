@@ -1,0 +1,1 @@
+"""labkit: the small package behind *Optimization for Machine Learning*."""

