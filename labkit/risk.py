@@ -90,7 +90,10 @@ def ridge_fit(X: torch.Tensor, y: torch.Tensor, lam: float) -> tuple[torch.Tenso
 
 
 def soft_threshold(v: torch.Tensor, t: float) -> torch.Tensor:
-    r"""The proximal operator of :math:`t\lVert\cdot\rVert_1`: :math:`\mathrm{sign}(v)\max(|v|-t, 0)`."""
+    r"""The proximal operator of :math:`t\lVert\cdot\rVert_1`.
+
+    .. math:: \operatorname{prox}_{t\lVert\cdot\rVert_1}(v) = \mathrm{sign}(v)\max(|v| - t, 0)
+    """
     return torch.sign(v) * torch.clamp(v.abs() - t, min=0.0)
 
 

@@ -26,7 +26,7 @@ def build(root: Path = ROOT, builder: str = "html") -> int:
     if handouts.exists():
         code = subprocess.call([sys.executable, str(handouts)], cwd=root)
         if code:
-            print(f"build_book: building the student handouts failed (exit {code})", file=sys.stderr)
+            print(f"build_book: building the handouts failed (exit {code})", file=sys.stderr)
             return code
     # A clean Sphinx build every time: an incremental build after a failed one reports success
     # without re-reading the pages that failed. Executed notebooks stay cached by content.
