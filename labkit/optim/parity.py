@@ -1,0 +1,143 @@
+"""Run two optimizers on the same random problem and measure how far their parameters part.
+
+Used by the tests (``tests/test_optim_*.py``) and by ``benchmarks/optim_parity.py``. A problem
+is a few parameter tensors of different shapes and a smooth non-quadratic loss,
+
+.. math:: f(w) = \\sum_k \\tfrac12\\lVert w_k - c_k\\rVert^2 + \\sum_k \\mathbf 1^\\top
+          \\operatorname{softplus}(d_k \\odot w_k)\\, + \\tfrac{1}{10}\\big(\\textstyle\\sum_k
+          e_k^\\top w_k\\big)^2,
+
+whose last term couples the tensors. The parameters are split into two param groups, each with
+its own options, and both optimizers see the same gradients bit for bit as long as their
+iterates agree.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+
+import torch
+
+#: Parameter shapes of the parity problems: a vector, a matrix, a 3-D tensor and a scalar.
+SHAPES: tuple[tuple[int, ...], ...] = ((5,), (3, 4), (2, 3, 2), ())
+
+
+def make_problem(
+    shapes: Sequence[tuple[int, ...]] = SHAPES, dtype: torch.dtype = torch.float64, seed: int = 0
+) -> tuple[list[torch.Tensor], Callable[[Sequence[torch.Tensor]], torch.Tensor]]:
+    """Initial parameters (detached tensors) and the loss ``f(params)`` of the module docstring."""
+    g = torch.Generator().manual_seed(seed)
+
+    def rand(shape):
+        return torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
+
+    init = [rand(s) for s in shapes]
+    c, d, e = [rand(s) for s in shapes], [rand(s) for s in shapes], [rand(s) for s in shapes]
+
+    def loss(params: Sequence[torch.Tensor]) -> torch.Tensor:
+        total = sum(0.5 * ((w - ck) ** 2).sum() for w, ck in zip(params, c))
+        total = total + sum(torch.nn.functional.softplus(dk * w).sum() for w, dk in zip(params, d))
+        coupling = sum((ek * w).sum() for w, ek in zip(params, e))
+        return total + 0.1 * coupling**2
+
+    return init, loss
+
+
+def run_optimizer(
+    make_optimizer: Callable[[list[dict]], torch.optim.Optimizer],
+    init: Sequence[torch.Tensor],
+    loss: Callable[[Sequence[torch.Tensor]], torch.Tensor],
+    group_options: Sequence[dict],
+    steps: int = 50,
+    roundtrip_at: int | None = None,
+    scheduler: Callable[[torch.optim.Optimizer], object] | None = None,
+    closure: bool = False,
+) -> list[torch.Tensor]:
+    """Run ``steps`` steps from ``init``; return the final parameters.
+
+    The parameters are split into ``len(group_options)`` consecutive param groups, group ``i``
+    getting ``group_options[i]``. ``make_optimizer(groups)`` builds the optimizer. With
+    ``roundtrip_at=k`` the optimizer is rebuilt after ``k`` steps from a deep copy of its
+    ``state_dict`` (on fresh parameter tensors), which must continue identically. ``scheduler``
+    builds a learning-rate scheduler stepped after each step; ``closure=True`` passes a closure.
+    """
+    params = [p.detach().clone().requires_grad_() for p in init]
+    n_groups = len(group_options)
+    bounds = [round(i * len(params) / n_groups) for i in range(n_groups + 1)]
+
+    def build(ps):
+        groups = [dict(params=ps[bounds[i]:bounds[i + 1]], **group_options[i])
+                  for i in range(n_groups)]
+        return make_optimizer(groups)
+
+    opt = build(params)
+    sched = scheduler(opt) if scheduler else None
+
+    def evaluate():
+        opt.zero_grad()
+        value = loss(params)
+        value.backward()
+        return value
+
+    for t in range(steps):
+        if roundtrip_at is not None and t == roundtrip_at:
+            saved = copy.deepcopy(opt.state_dict())
+            sched_saved = copy.deepcopy(sched.state_dict()) if sched else None
+            params = [p.detach().clone().requires_grad_() for p in params]
+            opt = build(params)
+            opt.load_state_dict(saved)
+            if sched:
+                sched = scheduler(opt)
+                sched.load_state_dict(sched_saved)
+        if closure:
+            opt.step(evaluate)
+        else:
+            evaluate()
+            opt.step()
+        if sched:
+            sched.step()
+    return [p.detach() for p in params]
+
+
+def max_relative_difference(ours: Sequence[torch.Tensor], ref: Sequence[torch.Tensor]) -> float:
+    r""":math:`\max_k \lVert a_k - b_k\rVert_\infty / \lVert b_k\rVert_\infty` over the tensors."""
+    worst = 0.0
+    for a, b in zip(ours, ref, strict=True):
+        scale = b.abs().max().item() if b.numel() else 0.0
+        diff = (a - b).abs().max().item() if b.numel() else 0.0
+        worst = max(worst, diff / scale if scale > 0 else diff)
+    return worst
+
+
+def parity(
+    make_ours: Callable[[list[dict]], torch.optim.Optimizer],
+    make_torch: Callable[[list[dict]], torch.optim.Optimizer],
+    group_options: Sequence[dict],
+    dtype: torch.dtype = torch.float64,
+    steps: int = 50,
+    seed: int = 0,
+    roundtrip_at: int | None = None,
+    **kwargs,
+) -> float:
+    """Max relative difference between the final parameters of two optimizers on one problem.
+
+    ``roundtrip_at`` applies to ``make_ours`` only: the reference runs uninterrupted.
+    """
+    init, loss = make_problem(dtype=dtype, seed=seed)
+    ours = run_optimizer(make_ours, init, loss, group_options, steps, roundtrip_at, **kwargs)
+    ref = run_optimizer(make_torch, init, loss, group_options, steps, None, **kwargs)
+    return max_relative_difference(ours, ref)
+
+
+def option_grid(grid: dict[str, Sequence], valid: Callable[[dict], bool] = lambda o: True
+                ) -> list[dict]:
+    """Every combination of the values in ``grid`` that ``valid`` accepts, as dicts."""
+    combos = [{}]
+    for name, values in grid.items():
+        combos = [dict(c, **{name: v}) for c in combos for v in values]
+    return [c for c in combos if valid(c)]
+
+
+__all__ = ["SHAPES", "make_problem", "max_relative_difference", "option_grid", "parity",
+           "run_optimizer"]
