@@ -5,10 +5,15 @@ optimizer classes wrap them so that param groups, ``state_dict``, ``zero_grad`` 
 schedulers work as with ``torch.optim``. ``tests/test_optim_*.py`` prove them equal to PyTorch.
 """
 
+from labkit.optim.adam import Adam, AdamW, adam_step, adam_step_foreach
 from labkit.optim.heavy_ball import HeavyBall, heavy_ball_step, lookahead, pytorch_sgd_equivalent
 from labkit.optim.sgd import SGD, sgd_step, sgd_step_foreach
 
 __all__ = [
+    "Adam",
+    "AdamW",
+    "adam_step",
+    "adam_step_foreach",
     "SGD",
     "HeavyBall",
     "heavy_ball_step",
