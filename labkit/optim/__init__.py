@@ -7,6 +7,17 @@ schedulers work as with ``torch.optim``. ``tests/test_optim_*.py`` prove them eq
 
 from labkit.optim.adam import Adam, AdamW, adam_step, adam_step_foreach
 from labkit.optim.heavy_ball import HeavyBall, heavy_ball_step, lookahead, pytorch_sgd_equivalent
+from labkit.optim.lbfgs import LBFGS, lbfgs_direction
+from labkit.optim.newton import (
+    conjugate_gradient,
+    damped_newton_direction,
+    gradient,
+    hessian,
+    hvp,
+    newton,
+    newton_cg_step,
+    newton_step,
+)
 from labkit.optim.sgd import SGD, sgd_step, sgd_step_foreach
 
 __all__ = [
@@ -14,7 +25,17 @@ __all__ = [
     "AdamW",
     "adam_step",
     "adam_step_foreach",
+    "LBFGS",
     "SGD",
+    "conjugate_gradient",
+    "damped_newton_direction",
+    "gradient",
+    "hessian",
+    "hvp",
+    "lbfgs_direction",
+    "newton",
+    "newton_cg_step",
+    "newton_step",
     "HeavyBall",
     "heavy_ball_step",
     "lookahead",
