@@ -63,3 +63,59 @@ def plot_losses(
         ax.legend()
     ax.grid(alpha=0.3)
     return ax
+
+
+def plot_contours(
+    f,
+    trajectories: dict | None = None,
+    xlim: tuple[float, float] = (-2.0, 2.0),
+    ylim: tuple[float, float] = (-2.0, 2.0),
+    levels: int | Sequence[float] = 20,
+    ax: plt.Axes | None = None,
+    log_levels: bool = True,
+    resolution: int = 200,
+    title: str | None = None,
+) -> plt.Axes:
+    """Contour lines of a 2-D function with optimizer paths drawn over them (chapters 3-6).
+
+    ``f`` maps a tensor of shape ``(..., 2)`` to values (e.g. ``labkit.functions.rosenbrock()``);
+    ``trajectories`` maps a label to a ``(T, 2)`` tensor or array of iterates (e.g. from
+    ``labkit.trajectory.record_trajectory``). With ``log_levels`` the ``levels`` contour values
+    are spaced geometrically above the grid's minimum, which shows both the steep walls and the
+    flat floor of a valley. A ``minimiser`` attribute of ``f`` is marked with a star; each path
+    starts with a circle, and ``nan`` rows (a diverged run) are left out.
+    """
+    import torch
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 5))
+    xs = torch.linspace(xlim[0], xlim[1], resolution, dtype=torch.float64)
+    ys = torch.linspace(ylim[0], ylim[1], resolution, dtype=torch.float64)
+    X, Y = torch.meshgrid(xs, ys, indexing="xy")
+    with torch.no_grad():
+        Z = f(torch.stack([X, Y], dim=-1)).numpy()
+    if isinstance(levels, int):
+        lo, hi = float(np.nanmin(Z)), float(np.nanmax(Z))
+        if log_levels:
+            span = hi - lo
+            levels = lo + np.geomspace(span * 1e-4, span, levels) if span > 0 else levels
+        else:
+            levels = np.linspace(lo, hi, levels)
+    ax.contour(X.numpy(), Y.numpy(), Z, levels=levels, cmap="viridis", linewidths=0.8)
+    minimiser = getattr(f, "minimiser", None)
+    if minimiser is not None:
+        ax.plot(*minimiser, "*", color="black", ms=12, label="minimiser")
+    for label, path in (trajectories or {}).items():
+        path = np.asarray(path.detach().cpu() if hasattr(path, "detach") else path, dtype=float)
+        path = path[np.isfinite(path).all(axis=1)]
+        (line,) = ax.plot(path[:, 0], path[:, 1], ".-", lw=1.2, ms=3, label=label)
+        ax.plot(path[0, 0], path[0, 1], "o", color=line.get_color(), ms=6)
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
+    ax.set_xlabel("$w_1$")
+    ax.set_ylabel("$w_2$")
+    if title:
+        ax.set_title(title)
+    if trajectories:
+        ax.legend(fontsize=8)
+    return ax
