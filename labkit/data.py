@@ -50,7 +50,10 @@ _IDX_FILES = (
 
 
 class DatasetNotAvailableError(FileNotFoundError):
-    """A dataset is neither on disk nor downloadable; the message says how to provide it."""
+    """A dataset is neither on disk nor downloadable; the message says how to provide it.
+
+    Raised for the full FashionMNIST/MNIST that the labs can use instead of ``digits5k``.
+    """
 
 
 # ----------------------------------------------------------------------------------------------
@@ -94,6 +97,8 @@ def _stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tu
 def digits5k(train: bool = True, test_fraction: float = 0.2, split_seed: int = 0) -> TensorDataset:
     """The embedded default dataset: real MNIST digits as a :class:`TensorDataset`.
 
+    The images of chapters 1, 4 and 5 and of the labs.
+
     Images are float32 tensors of shape ``(1, 28, 28)`` scaled to ``[0, 1]`` (what
     ``transforms.ToTensor()`` gives for MNIST), labels are int64 class indices. The split is
     stratified and fixed by ``split_seed``: 4,000 training and 1,000 test images by default.
@@ -113,7 +118,10 @@ def digits5k(train: bool = True, test_fraction: float = 0.2, split_seed: int = 0
 # ----------------------------------------------------------------------------------------------
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
-    """Where torchvision datasets live: ``root``, else ``$LABKIT_DATA_ROOT``, else ``./data``."""
+    """Where torchvision datasets live: ``root``, else ``$LABKIT_DATA_ROOT``, else ``./data``.
+
+    Only the labs' full datasets need it.
+    """
     if root is not None:
         return Path(root).expanduser()
     env = os.environ.get(DATA_ROOT_ENV_VAR)
@@ -121,7 +129,10 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
 
 
 def expected_files(name: str, root: str | os.PathLike | None = None) -> list[Path]:
-    """The raw IDX files torchvision reads for ``name`` (``"mnist"`` or ``"fashion-mnist"``)."""
+    """The raw IDX files torchvision reads for ``name`` (``"mnist"`` or ``"fashion-mnist"``).
+
+    Where to put the labs' full datasets on a machine without internet access.
+    """
     folder = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}[_canonical(name)]
     return [data_root(root) / folder / "raw" / f for f in _IDX_FILES]
 
@@ -142,6 +153,8 @@ def torchvision_dataset(
     transform=None,
 ) -> Dataset:
     """FashionMNIST or MNIST exactly as the lecture's script loads it (``ToTensor`` by default).
+
+    The labs' ``dataset="fashion-mnist"`` option.
 
     The files are read from :func:`data_root`; when they are missing and ``download`` is true,
     torchvision downloads them. If that fails (no network) or ``download`` is false, raises
@@ -200,7 +213,7 @@ def preload(
 
     A :class:`TensorDataset` is used as it is; any other dataset (e.g. torchvision's, with its
     per-image ``ToTensor``) is read once, image by image. Preloaded tensors are what makes
-    :func:`labkit.train` fast: no per-sample Python in the training loop.
+    :mod:`labkit.fast` fast: no per-sample Python in the training loop (chapter 1 and the labs).
     """
     if isinstance(dataset, TensorDataset):
         x, y = dataset.tensors[0], dataset.tensors[1]
@@ -225,7 +238,7 @@ TABULAR_DATASETS = {
 
 @dataclass
 class TabularSplit:
-    """A standardised train/test split of a tabular dataset, as float tensors."""
+    """A standardised train/test split of a tabular dataset, as float tensors (chapters 1-5)."""
 
     X_train: torch.Tensor
     y_train: torch.Tensor
@@ -250,6 +263,7 @@ def standardize(
               \mu_j, \sigma_j \text{ computed on the training rows}
 
     Fitting :math:`\mu, \sigma` on the test rows too would leak test information into training.
+    Every tabular dataset of chapters 1 to 5 goes through it.
     Returns ``(X_train_std, X_test_std, mean, std)``.
     """
     mean = X_train.mean(dim=0)
@@ -264,7 +278,7 @@ def tabular(
     scale: bool = True,
     dtype: torch.dtype = torch.float64,
 ) -> TabularSplit:
-    """One of scikit-learn's bundled datasets, split and (by default) standardised.
+    """One of scikit-learn's bundled datasets, split and (by default) standardised (chapters 1-5).
 
     ``diabetes`` (442 patients, 10 features, a disease-progression score) is a regression task;
     the target is centred and scaled too, so losses read on a unit scale. ``breast_cancer``

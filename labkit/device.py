@@ -23,7 +23,10 @@ def _mps_available() -> bool:
 
 
 def available_devices() -> list[str]:
-    """The device types usable on this machine, best first (``cpu`` is always last)."""
+    """The device types usable on this machine, best first (``cpu`` is always last).
+
+    What the labs' note "Runs on a GPU, works without one" relies on.
+    """
     found = []
     if torch.cuda.is_available():
         found.append("cuda")
@@ -34,7 +37,7 @@ def available_devices() -> list[str]:
 
 
 def get_device(device: str | torch.device | None = "auto") -> torch.device:
-    """Return the :class:`torch.device` to run on.
+    """Return the :class:`torch.device` to run on (every lab calls it with its ``device``).
 
     ``device`` is ``"auto"`` (or ``None``) for the best available (``cuda`` > ``mps`` > ``cpu``),
     or an explicit name such as ``"cpu"``, ``"cuda"`` or ``"cuda:1"``. When ``device`` is

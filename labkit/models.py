@@ -28,5 +28,9 @@ class MLP(nn.Module):
 
 
 def count_parameters(model: nn.Module) -> int:
-    """The number of trainable scalars in ``model``."""
+    """The number of trainable scalars in ``model``.
+
+    669,706 for the lecture's :class:`MLP`: chapter 1 counts the cost of one evaluation of the
+    risk with it, chapter 5 the size of its Hessian.
+    """
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -11,12 +11,15 @@ from labkit.train import History
 
 
 def run_title(optimizer: str, lr: float, momentum: float, batch_size: int) -> str:
-    """The lecture's figure title, e.g. ``Optimizer-SGD lr-0.001 mt-0.5 bs-16``."""
+    """The lecture's figure title, e.g. ``Optimizer-SGD lr-0.001 mt-0.5 bs-16`` (the labs)."""
     return f"Optimizer-{optimizer} lr-{lr:g} mt-{momentum:g} bs-{batch_size}"
 
 
 def smooth(values: Sequence[float], window: int) -> np.ndarray:
-    """Moving average over ``window`` points (``window <= 1`` returns the values unchanged)."""
+    """Moving average over ``window`` points (``window <= 1`` returns the values unchanged).
+
+    Smooths the noisy mini-batch losses of chapter 4 and the labs.
+    """
     v = np.asarray(values, dtype=float)
     if window <= 1 or len(v) < window:
         return v
@@ -33,6 +36,8 @@ def plot_losses(
     logy: bool = False,
 ) -> plt.Axes:
     """Plot the training loss of several runs against the number of samples seen.
+
+    The figure of chapter 4 and of the labs.
 
     A run that diverged ends in a cross at its last finite loss and gets "(diverged)" appended
     to its label. ``smoothing`` averages over that many consecutive mini-batches.

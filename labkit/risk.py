@@ -25,8 +25,8 @@ def empirical_risk_loop(
 ) -> torch.Tensor:
     r""":math:`\hat R_N(w) = \frac1N\sum_i \ell(f_w(x_i), y_i)`, one sample at a time.
 
-    Written as the definition reads, to compare with the vectorised form; ``loss`` takes one
-    prediction and one target.
+    Written as the definition reads, to compare with the vectorised form (chapter 1); ``loss``
+    takes one prediction and one target.
     """
     if len(X) != len(y):
         raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
@@ -47,7 +47,8 @@ def empirical_risk(
 ) -> torch.Tensor:
     r""":math:`\hat R_N(w)` evaluated in batches: ``loss`` must return per-sample losses.
 
-    The cost is one forward pass over all :math:`N` samples, :math:`O(N)`, whatever the batch size.
+    The cost is one forward pass over all :math:`N` samples, :math:`O(N)`, whatever the batch size:
+    chapter 1 measures it.
     """
     if len(X) != len(y):
         raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
@@ -62,7 +63,10 @@ def empirical_risk(
 
 
 def polynomial_features(X: torch.Tensor, degree: int = 2) -> torch.Tensor:
-    """All monomials of the columns of ``X`` of degree 1 to ``degree`` (no constant column)."""
+    """All monomials of the columns of ``X`` of degree 1 to ``degree`` (no constant column).
+
+    Chapter 1 uses them to give a small dataset many features, so that it overfits.
+    """
     if degree < 1:
         raise ValueError(f"degree must be at least 1, got {degree}")
     columns = []
@@ -78,6 +82,7 @@ def ridge_fit(X: torch.Tensor, y: torch.Tensor, lam: float) -> tuple[torch.Tenso
 
     The bias :math:`b` is not penalised. Setting the gradient to zero gives the normal equations
     :math:`(X_c^\top X_c + N\lambda I)\,w = X_c^\top y_c` on centred data. Returns ``(w, b)``.
+    Chapter 1 derives it; later chapters use it as the exact answer to compare iterates with.
     """
     if lam < 0:
         raise ValueError(f"the regularisation strength lam must be >= 0, got {lam}")
@@ -93,6 +98,8 @@ def soft_threshold(v: torch.Tensor, t: float) -> torch.Tensor:
     r"""The proximal operator of :math:`t\lVert\cdot\rVert_1`.
 
     .. math:: \operatorname{prox}_{t\lVert\cdot\rVert_1}(v) = \mathrm{sign}(v)\max(|v| - t, 0)
+
+    The step of :func:`lasso_fit` that sets weights exactly to zero (chapter 1).
     """
     return torch.sign(v) * torch.clamp(v.abs() - t, min=0.0)
 
@@ -104,7 +111,8 @@ def lasso_fit(
     gradient descent (ISTA) with step :math:`1/L`, :math:`L = \frac2N\lambda_{\max}(X_c^\top X_c)`.
 
     Each step is a gradient step on the squared error followed by :func:`soft_threshold`, which
-    sets small weights exactly to zero. Returns ``(w, b)``.
+    sets small weights exactly to zero. Returns ``(w, b)``. Chapter 1 fits it for growing
+    :math:`\lambda`.
     """
     if lam < 0:
         raise ValueError(f"the regularisation strength lam must be >= 0, got {lam}")

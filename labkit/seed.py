@@ -12,6 +12,8 @@ import torch
 def seed_everything(seed: int = 0, deterministic: bool = False) -> torch.Generator:
     """Seed Python's ``random``, NumPy and torch (CPU and every CUDA device) with ``seed``.
 
+    Every notebook of the course calls it first, from chapter 1 to the labs.
+
     With ``deterministic=True`` torch is also asked to use deterministic algorithms only
     (``torch.use_deterministic_algorithms``, cuDNN benchmarking off, and the cuBLAS workspace
     setting that CUDA needs for it), so that two runs on the same GPU give the same bits.

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 @dataclass
 class History:
-    """What a training run leaves behind.
+    """What a training run leaves behind (chapter 4 and the labs).
 
     ``samples[i]`` is the number of training samples seen when ``loss[i]`` (the mini-batch loss)
     was measured; ``test_loss``/``test_accuracy`` hold one entry per evaluated epoch.
@@ -53,6 +53,8 @@ def train_loop(
     progress: bool = False,
 ) -> History:
     """One epoch of mini-batch training: predict, loss, backward, step, zero the gradients.
+
+    The training loop of chapter 4 and the labs.
 
     Each batch's loss is logged in ``history`` against the running count of samples seen. When a
     loss is NaN or infinite, the epoch stops, ``history.diverged`` is set and the history is
@@ -97,6 +99,8 @@ def test_loop(
 ) -> tuple[float, float]:
     """Average loss and accuracy (a fraction in [0, 1]) of ``model`` on a whole ``DataLoader``.
 
+    The evaluation of chapter 4 and the labs.
+
     The average loss is the mean over batches of the batch-mean loss, as in the lecture's script.
     """
     model.eval()
@@ -129,7 +133,10 @@ def fit(
     progress: bool = False,
     label: str = "",
 ) -> History:
-    """``epochs`` rounds of :func:`train_loop` then :func:`test_loop`, stopping on divergence."""
+    """``epochs`` rounds of :func:`train_loop` then :func:`test_loop`, stopping on divergence.
+
+    A whole run as the labs do it.
+    """
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
     history = History(label=label)
