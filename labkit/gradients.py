@@ -76,8 +76,11 @@ def _scalar(value: torch.Tensor) -> torch.Tensor:
 
 
 class GDRun(NamedTuple):
-    """What :func:`gradient_descent` records: ``iterates[k]`` is :math:`w_k`, ``losses[k]`` is
-    :math:`f(w_k)`, for :math:`k = 0, \\dots, K` (so both have ``steps + 1`` entries)."""
+    r"""What :func:`gradient_descent` records (chapter 3).
+
+    ``iterates[k]`` is :math:`w_k` and ``losses[k]`` is :math:`f(w_k)`, for
+    :math:`k = 0, \dots, K`: both have ``steps + 1`` entries.
+    """
 
     iterates: torch.Tensor
     losses: torch.Tensor
