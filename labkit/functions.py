@@ -21,7 +21,7 @@ import torch
 
 @dataclass(frozen=True)
 class Function2D:
-    """A test function of :math:`w = (x, y)` with its minimiser and minimum value.
+    """A test function of :math:`w = (x, y)` with its minimiser and minimum value (chapters 3-6).
 
     ``fn`` maps ``x, y`` (tensors of equal shape) to the values. Calling the object takes a
     tensor whose last dimension is 2 and returns the values over the leading dimensions.
@@ -40,7 +40,7 @@ class Function2D:
         return self.fn(w[..., 0], w[..., 1])
 
     def minimiser_tensor(self, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-        """The minimiser as a tensor of shape ``(2,)``."""
+        """The minimiser as a tensor of shape ``(2,)`` (chapters 3-6)."""
         return torch.tensor(self.minimiser, dtype=dtype)
 
 
@@ -52,8 +52,9 @@ def _positive(name: str, value: float) -> float:
 
 
 def quadratic(kappa: float, angle: float = 0.0) -> Function2D:
-    r"""The ill-conditioned quadratic :math:`f(w) = \tfrac12 (u^2 + \kappa v^2)`, :math:`(u, v)
-    = R_\theta w`.
+    r"""The ill-conditioned quadratic :math:`f(w) = \tfrac12 (u^2 + \kappa v^2)` (chapters 3-4).
+
+    Here :math:`(u, v) = R_\theta w`, the rotation of :math:`w` by ``angle``.
 
     Its Hessian :math:`R_\theta^\top \operatorname{diag}(1, \kappa) R_\theta` has eigenvalues
     :math:`\mu = 1` and :math:`L = \kappa`, so gradient descent converges for step sizes below
@@ -77,7 +78,7 @@ def quadratic(kappa: float, angle: float = 0.0) -> Function2D:
 
 
 def rosenbrock(a: float = 1.0, b: float = 100.0) -> Function2D:
-    r"""Rosenbrock's function :math:`f(x, y) = (a - x)^2 + b\,(y - x^2)^2`.
+    r"""Rosenbrock's function :math:`f(x, y) = (a - x)^2 + b\,(y - x^2)^2` (chapters 3-6).
 
     A curved, flat-bottomed valley along the parabola :math:`y = x^2`; minimiser
     :math:`(a, a^2)` with :math:`f = 0`. The classic start is :math:`(-1.2, 1)`.
@@ -93,7 +94,7 @@ def rosenbrock(a: float = 1.0, b: float = 100.0) -> Function2D:
 
 
 def valley(steepness: float = 100.0, slope: float = 1.0, bend: float = 0.5) -> Function2D:
-    r"""A ravine: :math:`f(x, y) = \tfrac{s}{2}\,(y - c\sin x)^2 + \tfrac{g}{2}\,x^2`.
+    r"""A ravine, :math:`f(x, y) = \tfrac{s}{2}\,(y - c\sin x)^2 + \tfrac{g}{2}\,x^2` (chapter 4).
 
     Steep walls (curvature ``steepness`` :math:`s` across) around the curved floor
     :math:`y = c \sin x` (``bend`` :math:`c`), which slopes gently (curvature ``slope``

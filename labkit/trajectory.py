@@ -16,7 +16,9 @@ def record_trajectory(
     steps: int,
     dtype: torch.dtype = torch.float64,
 ) -> torch.Tensor:
-    """Run ``steps`` optimizer steps on ``f`` from ``w0``; return the iterates, ``(steps+1, 2)``.
+    """Run ``steps`` optimizer steps on ``f`` from ``w0``; the iterates, ``(steps+1, 2)``.
+
+    Used for the contour figures of chapters 3-6.
 
     ``make_optimizer`` receives ``[w]`` (one tensor of shape ``(2,)``) and returns any
     ``torch.optim.Optimizer``, labkit's or PyTorch's, e.g. ``lambda p: torch.optim.SGD(p,
@@ -49,7 +51,10 @@ def record_trajectory(
 
 
 def losses_along(f: Objective, trajectory: torch.Tensor) -> torch.Tensor:
-    """The values ``f(w_t)`` along a trajectory of shape ``(T, 2)``; ``nan`` rows give ``nan``."""
+    """The values ``f(w_t)`` along a trajectory of shape ``(T, 2)`` (chapters 3-6).
+
+    ``nan`` rows (a diverged run) give ``nan``.
+    """
     if trajectory.dim() != 2 or trajectory.shape[1] != 2:
         raise ValueError(f"trajectory must have shape (T, 2); got {tuple(trajectory.shape)}")
     with torch.no_grad():

@@ -58,7 +58,9 @@ def adam_step(
     decoupled_weight_decay: bool = False,
     bias_correction: bool = True,
 ) -> None:
-    r"""One Adam step on every tensor of ``params``, in place (the module docstring's equations).
+    r"""One Adam step on every tensor of ``params``, in place (chapter 6).
+
+    The equations are the module docstring's.
 
     ``exp_avgs`` (:math:`m`), ``exp_avg_sqs`` (:math:`v`) and, with ``amsgrad``,
     ``max_exp_avg_sqs`` are updated in place; ``state_steps`` holds one scalar tensor per
@@ -105,7 +107,9 @@ def adam_step_foreach(
     decoupled_weight_decay: bool = False,
     bias_correction: bool = True,
 ) -> None:
-    """:func:`adam_step` on all tensors at once with ``torch._foreach_*`` kernels (same numbers).
+    """:func:`adam_step` on all tensors at once with ``torch._foreach_*`` kernels (chapter 6).
+
+    Same numbers as :func:`adam_step`.
 
     Fewer kernel launches, which matters on a GPU; on a CPU the two run at about the same speed.
     """
@@ -138,7 +142,7 @@ def adam_step_foreach(
 def check_adam_hyperparameters(
     lr: float, betas: tuple[float, float], eps: float, weight_decay: float
 ) -> None:
-    """Raise a ``ValueError`` naming the first invalid hyper-parameter of Adam."""
+    """Raise a ``ValueError`` naming the first invalid hyper-parameter of Adam (chapter 6)."""
     check_nonnegative("lr", lr)
     check_betas(betas)
     check_nonnegative("eps", eps)
@@ -146,7 +150,7 @@ def check_adam_hyperparameters(
 
 
 class Adam(Optimizer):
-    """``torch.optim.Adam`` rebuilt on :func:`adam_step`, with the same state layout.
+    """``torch.optim.Adam`` rebuilt on :func:`adam_step`, with the same state layout (chapter 6).
 
     Each parameter's state is ``step`` (a float32 scalar tensor), ``exp_avg``, ``exp_avg_sq``
     and, with ``amsgrad``, ``max_exp_avg_sq``, as in PyTorch, so ``state_dict``s load across.
@@ -227,8 +231,11 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    """Adam with decoupled weight decay, ``torch.optim.AdamW``: :math:`w \\leftarrow (1-\\alpha
-    \\lambda) w` before each Adam step instead of adding :math:`\\lambda w` to the gradient."""
+    """Adam with decoupled weight decay, ``torch.optim.AdamW`` (chapter 6).
+
+    The weights shrink, :math:`w \\leftarrow (1-\\alpha\\lambda) w`, before each Adam step,
+    instead of :math:`\\lambda w` being added to the gradient.
+    """
 
     def __init__(
         self,

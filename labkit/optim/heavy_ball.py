@@ -40,7 +40,9 @@ from labkit.optim._checks import check_nonnegative
 def heavy_ball_step(
     w: torch.Tensor, w_prev: torch.Tensor, grad: torch.Tensor, *, lr: float, beta: float
 ) -> torch.Tensor:
-    r""":math:`w_{t+1} = w_t - \alpha\,g + \beta\,(w_t - w_{t-1})`; returns a new tensor.
+    r"""Heavy ball, :math:`w_{t+1} = w_t - \alpha\,g + \beta\,(w_t - w_{t-1})` (chapter 4).
+
+    Pure: returns a new tensor.
 
     For Nesterov's form pass the gradient taken at :math:`w_t + \beta(w_t - w_{t-1})`.
     """
@@ -48,12 +50,12 @@ def heavy_ball_step(
 
 
 def lookahead(w: torch.Tensor, w_prev: torch.Tensor, beta: float) -> torch.Tensor:
-    r"""Nesterov's look-ahead point :math:`y_t = w_t + \beta\,(w_t - w_{t-1})`."""
+    r"""Nesterov's look-ahead point :math:`y_t = w_t + \beta\,(w_t - w_{t-1})` (chapter 4)."""
     return w + beta * (w - w_prev)
 
 
 def pytorch_sgd_equivalent(lr: float, beta: float, nesterov: bool = False) -> dict:
-    """The ``torch.optim.SGD`` settings whose trajectory equals heavy ball's with ``(lr, beta)``.
+    """The ``torch.optim.SGD`` settings whose trajectory equals heavy ball's (chapter 4).
 
     Heavy ball: ``SGD(lr=lr, momentum=beta, dampening=0)`` gives the same iterates ``w_t``.
     Nesterov (``nesterov=True``): ``SGD(lr=lr, momentum=beta, dampening=0, nesterov=True)``
@@ -68,7 +70,7 @@ def pytorch_sgd_equivalent(lr: float, beta: float, nesterov: bool = False) -> di
 
 
 class HeavyBall(Optimizer):
-    r"""The lecture's momentum as an optimizer: state ``{"prev": w_{t-1}}`` per parameter.
+    r"""The lecture's momentum as an optimizer (chapter 4); its state is ``prev``, :math:`w_{t-1}`.
 
     With ``nesterov=False``, :meth:`step` uses the gradients already in ``p.grad``, like any
     optimizer. With ``nesterov=True`` the gradient must be taken at the look-ahead point, so

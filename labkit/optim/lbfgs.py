@@ -38,7 +38,9 @@ def lbfgs_direction(
     s_history: list[torch.Tensor],
     y_history: list[torch.Tensor],
 ) -> torch.Tensor:
-    r"""The L-BFGS direction :math:`d = -H_k^{-1} g` by the two-loop recursion (module docstring).
+    r"""The L-BFGS direction :math:`d = -H_k^{-1} g` by the two-loop recursion (chapter 5).
+
+    The recursion is written out in the module docstring.
 
     ``s_history`` and ``y_history`` hold the stored pairs, oldest first. With no pair it is
     :math:`-g`.
@@ -66,7 +68,7 @@ def lbfgs_direction(
 
 
 class LBFGS(Optimizer):
-    """L-BFGS as a ``torch.optim.Optimizer``, with ``torch.optim.LBFGS``'s options and results.
+    """L-BFGS as a ``torch.optim.Optimizer``, with ``torch.optim.LBFGS``'s results (chapter 5).
 
     Like PyTorch's, it supports a single param group, and :meth:`step` needs a ``closure`` that
     zeroes the gradients, computes the loss, calls ``backward()`` and returns the loss; one call
@@ -131,7 +133,7 @@ class LBFGS(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
-        """Up to ``max_iter`` L-BFGS iterations; returns the loss at the starting point."""
+        """Up to ``max_iter`` L-BFGS iterations (chapter 5); returns the starting loss."""
         if closure is None:
             raise ValueError("LBFGS.step needs a closure that returns the loss; got None")
         closure = torch.enable_grad()(closure)

@@ -51,12 +51,12 @@ def _check_w(w: torch.Tensor) -> torch.Tensor:
 
 
 def gradient(f: Objective, w: torch.Tensor) -> torch.Tensor:
-    r"""The gradient :math:`\nabla f(w)` (``torch.func.grad``)."""
+    r"""The gradient :math:`\nabla f(w)` (``torch.func.grad``; chapters 3 and 5)."""
     return grad(f)(_check_w(w))
 
 
 def hessian(f: Objective, w: torch.Tensor) -> torch.Tensor:
-    r"""The full Hessian :math:`\nabla^2 f(w)`, an :math:`n\times n` matrix, by autograd.
+    r"""The full Hessian :math:`\nabla^2 f(w)`, an :math:`n\times n` matrix (chapter 5).
 
     Costs about :math:`n` Hessian-vector products and :math:`n^2` numbers of memory: fine for
     the 2-D test functions and small models, impossible for a neural network.
@@ -65,7 +65,7 @@ def hessian(f: Objective, w: torch.Tensor) -> torch.Tensor:
 
 
 def hvp(f: Objective, w: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    r"""The Hessian-vector product :math:`\nabla^2 f(w)\,v` without forming the Hessian.
+    r"""The Hessian-vector product :math:`\nabla^2 f(w)\,v` without forming the Hessian (chapter 5).
 
     It is the directional derivative of the gradient, :math:`\frac{d}{d\epsilon}\nabla f(w +
     \epsilon v)\big|_{\epsilon=0}`, computed by forward-mode differentiation (``jvp``) of the
@@ -80,8 +80,10 @@ def hvp(f: Objective, w: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 def damped_newton_direction(
     g: torch.Tensor, H: torch.Tensor, damping: float = 0.0, max_tries: int = 100
 ) -> tuple[torch.Tensor, float]:
-    r"""Solve :math:`(H + \lambda I) d = -g`, raising :math:`\lambda` until the matrix is
-    positive definite; returns :math:`d` and the :math:`\lambda` used.
+    r"""Solve :math:`(H + \lambda I) d = -g` with enough damping :math:`\lambda` (chapter 5).
+
+    :math:`\lambda` is raised until the matrix is positive definite; returns :math:`d` and the
+    :math:`\lambda` used.
 
     Starting from ``damping``, :math:`\lambda` doubles (from a floor of :math:`10^{-8}` times
     the largest diagonal entry) until a Cholesky factorisation succeeds.
@@ -108,7 +110,9 @@ def backtracking(
     shrink: float = 0.5,
     max_backtracks: int = 30,
 ) -> tuple[float, int, bool]:
-    r"""Armijo backtracking: the first :math:`t \in \{1, \rho, \rho^2, \dots\}` with
+    r"""Armijo backtracking line search (chapters 3 and 5).
+
+    The first :math:`t \in \{1, \rho, \rho^2, \dots\}` with
     :math:`f(w + t d) \le f(w) + c\,t\,g^\top d`; ``slope`` is :math:`g^\top d < 0`.
 
     Returns ``(t, backtracks, accepted)``; when no step passes within ``max_backtracks`` the
@@ -155,7 +159,7 @@ def newton_step(
     shrink: float = 0.5,
     max_backtracks: int = 30,
 ) -> tuple[torch.Tensor, dict]:
-    r"""One damped Newton step with backtracking (the module docstring's safeguards).
+    r"""One damped Newton step with backtracking, the module docstring's safeguards (chapter 5).
 
     Returns the new iterate and ``info``: ``f`` (at :math:`w`), ``grad_norm``, ``decrement``
     (:math:`\sqrt{-g^\top d}`), ``damping`` (the :math:`\lambda` used), ``step_size`` :math:`t`,
@@ -181,7 +185,9 @@ def conjugate_gradient(
     max_iters: int,
     tol: float,
 ) -> tuple[torch.Tensor, int, bool]:
-    r"""Truncated conjugate gradients for :math:`A x = b` with :math:`A` given by ``matvec``.
+    r"""Truncated conjugate gradients for :math:`A x = b` (chapter 5).
+
+    :math:`A` is given only through ``matvec``, :math:`v \mapsto A v`.
 
     Stops when :math:`\lVert b - A x\rVert \le \text{tol}\cdot\lVert b\rVert`, after
     ``max_iters`` products, or on a direction of non-positive curvature :math:`p^\top A p \le 0`
@@ -221,8 +227,10 @@ def newton_cg_step(
     shrink: float = 0.5,
     max_backtracks: int = 30,
 ) -> tuple[torch.Tensor, dict]:
-    r"""One Newton-CG step: :math:`H d = -g` solved by :func:`conjugate_gradient` on
-    :func:`hvp` products (the Hessian is never formed), then the Armijo line search.
+    r"""One Newton-CG step (chapter 5).
+
+    :math:`H d = -g` is solved by :func:`conjugate_gradient` on :func:`hvp` products (the
+    Hessian is never formed), then the Armijo line search picks the step.
 
     ``tol`` is the relative residual at which CG stops; by default the forcing term
     :math:`\min(0.5, \sqrt{\lVert g\rVert})` of Nocedal and Wright (2006, §7.1), which gives
@@ -251,7 +259,7 @@ def newton(
     return_info: bool = False,
     **kwargs,
 ) -> torch.Tensor | tuple[torch.Tensor, list[dict]]:
-    r"""Run ``steps`` Newton steps from ``w0``; returns the iterates as a ``(k+1, n)`` tensor.
+    r"""Run ``steps`` Newton steps from ``w0``; returns the iterates, ``(k+1, n)`` (chapter 5).
 
     Stops early once :math:`\lVert\nabla f\rVert \le` ``tol``. ``method`` is ``"newton"``
     (:func:`newton_step`) or ``"newton-cg"`` (:func:`newton_cg_step`); ``kwargs`` go to the

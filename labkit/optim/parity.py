@@ -19,14 +19,14 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-#: Parameter shapes of the parity problems: a vector, a matrix, a 3-D tensor and a scalar.
+#: Parameter shapes of the parity problems (a vector, a matrix, a 3-D tensor and a scalar).
 SHAPES: tuple[tuple[int, ...], ...] = ((5,), (3, 4), (2, 3, 2), ())
 
 
 def make_problem(
     shapes: Sequence[tuple[int, ...]] = SHAPES, dtype: torch.dtype = torch.float64, seed: int = 0
 ) -> tuple[list[torch.Tensor], Callable[[Sequence[torch.Tensor]], torch.Tensor]]:
-    """Initial parameters (detached tensors) and the loss ``f(params)`` of the module docstring."""
+    """Initial parameters and the loss ``f(params)`` of the module docstring (chapters 4-6)."""
     g = torch.Generator().manual_seed(seed)
 
     def rand(shape):
@@ -54,7 +54,7 @@ def run_optimizer(
     scheduler: Callable[[torch.optim.Optimizer], object] | None = None,
     closure: bool = False,
 ) -> list[torch.Tensor]:
-    """Run ``steps`` steps from ``init``; return the final parameters.
+    """Run ``steps`` steps from ``init``; return the final parameters (chapters 4-6).
 
     The parameters are split into ``len(group_options)`` consecutive param groups, group ``i``
     getting ``group_options[i]``. ``make_optimizer(groups)`` builds the optimizer. With
@@ -101,7 +101,10 @@ def run_optimizer(
 
 
 def max_relative_difference(ours: Sequence[torch.Tensor], ref: Sequence[torch.Tensor]) -> float:
-    r""":math:`\max_k \lVert a_k - b_k\rVert_\infty / \lVert b_k\rVert_\infty` over the tensors."""
+    r""":math:`\max_k \lVert a_k - b_k\rVert_\infty / \lVert b_k\rVert_\infty` over the tensors.
+
+    The parity figure of chapters 4-6.
+    """
     worst = 0.0
     for a, b in zip(ours, ref, strict=True):
         scale = b.abs().max().item() if b.numel() else 0.0
@@ -120,7 +123,7 @@ def parity(
     roundtrip_at: int | None = None,
     **kwargs,
 ) -> float:
-    """Max relative difference between the final parameters of two optimizers on one problem.
+    """Max relative difference of the final parameters of two optimizers (chapters 4-6).
 
     ``roundtrip_at`` applies to ``make_ours`` only: the reference runs uninterrupted.
     """
@@ -132,7 +135,7 @@ def parity(
 
 def option_grid(grid: dict[str, Sequence], valid: Callable[[dict], bool] = lambda o: True
                 ) -> list[dict]:
-    """Every combination of the values in ``grid`` that ``valid`` accepts, as dicts."""
+    """Every combination of the values in ``grid`` that ``valid`` accepts (chapters 4-6)."""
     combos = [{}]
     for name, values in grid.items():
         combos = [dict(c, **{name: v}) for c in combos for v in values]

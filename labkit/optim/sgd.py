@@ -38,7 +38,9 @@ def sgd_step(
     nesterov: bool = False,
     maximize: bool = False,
 ) -> None:
-    r"""One SGD step on every tensor of ``params``, in place (the module docstring's equations).
+    r"""One SGD step on every tensor of ``params``, in place (chapters 3 and 4).
+
+    The equations are the module docstring's; with ``momentum=0`` it is gradient descent.
 
     ``momentum_buffers`` holds one entry per parameter: ``None`` before the first step, then the
     buffer :math:`b_t`, which this function creates and updates in place.
@@ -70,7 +72,10 @@ def sgd_step_foreach(
     nesterov: bool = False,
     maximize: bool = False,
 ) -> None:
-    """:func:`sgd_step` on all tensors at once with ``torch._foreach_*`` kernels (same numbers)."""
+    """:func:`sgd_step` on all tensors at once with ``torch._foreach_*`` kernels (chapter 4).
+
+    Same numbers, fewer kernel launches (which matters on a GPU).
+    """
     if not params:
         return
     g = torch._foreach_neg(grads) if maximize else list(grads)
@@ -95,7 +100,7 @@ def sgd_step_foreach(
 def check_sgd_hyperparameters(
     lr: float, momentum: float, dampening: float, weight_decay: float, nesterov: bool
 ) -> None:
-    """Raise a ``ValueError`` naming the first invalid hyper-parameter of SGD."""
+    """Raise a ``ValueError`` naming the first invalid hyper-parameter of SGD (chapter 4)."""
     check_nonnegative("lr", lr)
     check_nonnegative("momentum", momentum)
     check_finite("dampening", dampening)
@@ -108,7 +113,10 @@ def check_sgd_hyperparameters(
 
 
 class SGD(Optimizer):
-    """``torch.optim.SGD`` rebuilt on :func:`sgd_step`: param groups, ``state_dict``, schedulers.
+    """``torch.optim.SGD`` rebuilt on :func:`sgd_step` (chapter 4).
+
+    Param groups, ``state_dict``/``load_state_dict``, ``zero_grad`` and learning-rate schedulers
+    work as with PyTorch's.
 
     The state of a parameter is ``{"momentum_buffer": b_t}`` (only with momentum), the same
     layout as PyTorch's, so a ``state_dict`` of one loads into the other. ``foreach=True``
