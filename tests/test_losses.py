@@ -19,6 +19,11 @@ def tol(dtype):
                                                                          "atol": 1e-12}
 
 
+def labelled(reduction):
+    """An assert_close message that says which reduction failed."""
+    return lambda message: f"reduction={reduction}: {message}"
+
+
 def index_target(shape, gen, ignore_index=None):
     cdim = 0 if len(shape) == 1 else 1
     tshape = shape[:cdim] + shape[cdim + 1:]
@@ -59,19 +64,19 @@ def test_log_softmax(shape, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("use_weight", [False, True])
 @pytest.mark.parametrize("ignore", [False, True])
 @pytest.mark.parametrize("shape", CLASS_SHAPES)
-def test_nll_loss(shape, ignore, use_weight, reduction, dtype):
+def test_nll_loss(shape, ignore, use_weight, dtype):
     g = torch.Generator().manual_seed(2)
     cdim = 0 if len(shape) == 1 else 1
     logp = torch.log_softmax(torch.randn(shape, generator=g, dtype=dtype), cdim)
     target = index_target(shape, g, ignore_index=-100 if ignore else None)
     weight = torch.rand(shape[cdim], generator=g, dtype=dtype) + 0.1 if use_weight else None
-    ours = L.nll_loss(logp, target, weight=weight, reduction=reduction)
-    ref = F.nll_loss(logp, target, weight=weight, reduction=reduction)
-    torch.testing.assert_close(ours, ref, **tol(dtype))
+    for reduction in REDUCTIONS:
+        ours = L.nll_loss(logp, target, weight=weight, reduction=reduction)
+        ref = F.nll_loss(logp, target, weight=weight, reduction=reduction)
+        torch.testing.assert_close(ours, ref, **tol(dtype), msg=labelled(reduction))
 
 
 def test_nll_weighted_mean_divides_by_sum_of_weights():
@@ -108,38 +113,38 @@ def test_nll_rejects_bad_targets():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
 @pytest.mark.parametrize("use_weight", [False, True])
 @pytest.mark.parametrize("ignore", [False, True])
 @pytest.mark.parametrize("shape", CLASS_SHAPES)
-def test_cross_entropy_class_indices(shape, ignore, use_weight, label_smoothing, reduction,
-                                     dtype):
+def test_cross_entropy_class_indices(shape, ignore, use_weight, label_smoothing, dtype):
     g = torch.Generator().manual_seed(3)
     cdim = 0 if len(shape) == 1 else 1
     z = torch.randn(shape, generator=g, dtype=dtype) * 2
     target = index_target(shape, g, ignore_index=-1 if ignore else None)
     weight = torch.rand(shape[cdim], generator=g, dtype=dtype) + 0.1 if use_weight else None
-    kw = dict(weight=weight, ignore_index=-1, reduction=reduction,
-              label_smoothing=label_smoothing)
-    torch.testing.assert_close(L.cross_entropy(z, target, **kw), F.cross_entropy(z, target, **kw),
-                               **tol(dtype))
+    for reduction in REDUCTIONS:
+        kw = dict(weight=weight, ignore_index=-1, reduction=reduction,
+                  label_smoothing=label_smoothing)
+        torch.testing.assert_close(L.cross_entropy(z, target, **kw),
+                                   F.cross_entropy(z, target, **kw), **tol(dtype),
+                                   msg=labelled(reduction))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
 @pytest.mark.parametrize("use_weight", [False, True])
 @pytest.mark.parametrize("shape", CLASS_SHAPES)
-def test_cross_entropy_class_probabilities(shape, use_weight, label_smoothing, reduction, dtype):
+def test_cross_entropy_class_probabilities(shape, use_weight, label_smoothing, dtype):
     g = torch.Generator().manual_seed(4)
     cdim = 0 if len(shape) == 1 else 1
     z = torch.randn(shape, generator=g, dtype=dtype)
     q = torch.softmax(torch.randn(shape, generator=g, dtype=dtype), cdim)
     weight = torch.rand(shape[cdim], generator=g, dtype=dtype) + 0.1 if use_weight else None
-    kw = dict(weight=weight, reduction=reduction, label_smoothing=label_smoothing)
-    torch.testing.assert_close(L.cross_entropy(z, q, **kw), F.cross_entropy(z, q, **kw),
-                               **tol(dtype))
+    for reduction in REDUCTIONS:
+        kw = dict(weight=weight, reduction=reduction, label_smoothing=label_smoothing)
+        torch.testing.assert_close(L.cross_entropy(z, q, **kw), F.cross_entropy(z, q, **kw),
+                                   **tol(dtype), msg=labelled(reduction))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
