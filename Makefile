@@ -26,5 +26,15 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 
+# Instructors (see labs/README_assignments.md):
+#   make handouts                                   student notebooks + autograder zips in _build/assign/
+#   make grade SUBMISSIONS=dir OUT=dir [ASSIGNMENT=name] [TIMEOUT=300]   grades.csv + feedback/ in OUT
+handouts: install
+	$(BIN)/python scripts/handouts.py
+
+grade: handouts
+	@test -n "$(SUBMISSIONS)" -a -n "$(OUT)" || { echo "usage: make grade SUBMISSIONS=dir OUT=dir [ASSIGNMENT=name]"; exit 2; }
+	$(BIN)/python scripts/grade.py "$(SUBMISSIONS)" --out "$(OUT)" $(if $(ASSIGNMENT),--assignment "$(ASSIGNMENT)") $(if $(TIMEOUT),--timeout $(TIMEOUT))
+
 clean:
 	rm -rf _build

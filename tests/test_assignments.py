@@ -1,0 +1,323 @@
+"""The autograded assignments: handouts, autograders, grading of a class folder, and the site.
+
+One session fixture builds the handouts with the instructor's command (``scripts/handouts.py``),
+another grades, with the instructor's other command (``scripts/grade.py``), one folder per
+assignment: the solution, the untouched handout, and every plausible wrong answer kept in
+``tests/fixtures/assignments/NAME/wrong_*.py``. For ``01_sgd_loop`` that folder is a whole class,
+with submissions that crash, hang, exit, flood their output, are misnamed, are not notebooks or
+belong to another assignment; its grade sheet must equal ``class_expected.csv``.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import html
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import NOTEBOOK_TIMES, ROOT
+
+FIXTURES = ROOT / "tests" / "fixtures" / "assignments"
+CLASS_ASSIGNMENT = "01_sgd_loop"
+CLASS_TIMEOUT = 60  # seconds per submission in the class folder (the hanging one uses it all)
+
+
+def _script(name: str):
+    """scripts/NAME.py as a module (registered, so that its dataclasses work)."""
+    key = f"course_scripts_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, ROOT / "scripts" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
+
+
+handouts = _script("handouts")
+MASTERS = handouts.masters()
+NAMES = [m.stem for m in MASTERS]
+WRONG = sorted(FIXTURES.glob("*/wrong_*.py"))
+
+
+def expected_failures(fixture: Path) -> list[str]:
+    """The test names on the ``expect-fail:`` lines of a fixture's docstring."""
+    doc = ast.get_docstring(ast.parse(fixture.read_text())) or ""
+    return re.findall(r"^expect-fail:\s*(\w+)\s*$", doc, flags=re.M)
+
+
+def with_definitions(notebook: Path, fixture: Path) -> nbformat.NotebookNode:
+    """``notebook`` with the functions and classes of ``fixture`` replacing those of that name."""
+    nb = nbformat.read(notebook, as_version=4)
+    fixture_source = fixture.read_text()
+    replacements = {}
+    for node in ast.parse(fixture_source).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            replacements[node.name] = ast.get_source_segment(fixture_source, node)
+    done = set()
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue
+        lines = cell.source.splitlines()
+        for node in reversed(tree.body):  # bottom up, so line numbers stay valid
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name in replacements:
+                first = min([node.lineno] + [d.lineno for d in node.decorator_list]) - 1
+                lines[first:node.end_lineno] = replacements[node.name].splitlines()
+                done.add(node.name)
+        cell.source = "\n".join(lines)
+    missing = set(replacements) - done
+    assert not missing, f"{fixture.name}: no cell of {notebook.name} defines {sorted(missing)}"
+    return nb
+
+
+def with_cell(notebook: Path, code: str) -> nbformat.NotebookNode:
+    nb = nbformat.read(notebook, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(code))
+    return nb
+
+
+@pytest.fixture(scope="session")
+def assign_build(tmp_path_factory) -> Path:
+    """The handouts and autograders, built once by the instructor's command, in a folder of ours."""
+    import time
+
+    build = tmp_path_factory.mktemp("assign")
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "handouts.py"),
+                             "--build", str(build), "--no-site"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=900)
+    NOTEBOOK_TIMES["(assignments: handouts.py, all)"] = time.perf_counter() - start
+    assert result.returncode == 0, f"handouts.py failed:\n{result.stdout}\n{result.stderr}"
+    return build
+
+
+def _submissions(name: str, build: Path, folder: Path) -> None:
+    """The folder of submissions graded for assignment ``name`` (a whole class for one of them)."""
+    folder.mkdir(parents=True)
+    solution = build / name / "autograder" / f"{name}.ipynb"
+    shutil.copy(solution, folder / "solution.ipynb")
+    shutil.copy(build / name / "student" / f"{name}.ipynb", folder / "untouched.ipynb")
+    for fixture in sorted((FIXTURES / name).glob("wrong_*.py")):
+        nbformat.write(with_definitions(solution, fixture), folder / f"{fixture.stem}.ipynb")
+    if name != CLASS_ASSIGNMENT:
+        return
+    nbformat.write(with_cell(solution, "import ctypes\nctypes.string_at(0)"),
+                   folder / "crashes.ipynb")
+    nbformat.write(with_cell(solution, "import time\nwhile True:\n    time.sleep(1)"),
+                   folder / "hangs.ipynb")
+    nbformat.write(with_cell(solution, "import os\nos._exit(3)"), folder / "exits.ipynb")
+    nbformat.write(with_cell(solution, "while True:\n    print('x' * 10_000)"),
+                   folder / "floods.ipynb")
+    shutil.copy(solution, folder / "misnamed (1).ipynb")
+    shutil.copy(solution, folder / "zipped.py")
+    (folder / "not_a_notebook.ipynb").write_text("%PDF-1.4 not a notebook\n")
+    other = next(n for n in NAMES if n != name)
+    shutil.copy(build / other / "student" / f"{other}.ipynb", folder / "other_assignment.ipynb")
+
+
+@pytest.fixture(scope="session")
+def graded(assign_build: Path, tmp_path_factory) -> dict[str, dict]:
+    """Grade one folder per assignment with scripts/grade.py, all at once; {name: results}."""
+    import time
+
+    base = tmp_path_factory.mktemp("grading")
+    running = {}
+    start = time.perf_counter()
+    for name in sorted(NAMES, key=lambda n: n != CLASS_ASSIGNMENT):  # the slow class first
+        folder = base / "submissions" / name
+        _submissions(name, assign_build, folder)
+        cmd = [sys.executable, str(ROOT / "scripts" / "grade.py"), str(folder),
+               "--autograder", str(assign_build / name / "autograder" / f"{name}-autograder.zip"),
+               "--out", str(base / "out" / name), "--timeout", str(CLASS_TIMEOUT),
+               "--jobs", "2" if name == CLASS_ASSIGNMENT else "1"]
+        running[name] = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE,
+                                         stderr=subprocess.STDOUT, text=True)
+    out: dict[str, dict] = {}
+    for name, proc in running.items():
+        log, _ = proc.communicate(timeout=1200)
+        assert proc.returncode == 0, f"grade.py failed for {name}:\n{log}"
+        results = {p.stem: json.loads(p.read_text())
+                   for p in (base / "out" / name / "results").glob("*.json")}
+        out[name] = {"results": results, "out": base / "out" / name, "log": log}
+    NOTEBOOK_TIMES["(assignments: grading every fixture)"] = time.perf_counter() - start
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# The handouts
+# ----------------------------------------------------------------------------------------------
+
+def test_there_are_five_assignments():
+    assert len(NAMES) >= 5, f"expected at least five master notebooks, found {NAMES}"
+    for name in NAMES:
+        assert list((FIXTURES / name).glob("wrong_*.py")), f"{name}: no wrong-answer fixture"
+        assert len(list((FIXTURES / name).glob("wrong_*.py"))) >= 2, \
+            f"{name}: needs at least two plausible wrong answers"
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("name", NAMES)
+def test_handout_has_no_solution_and_no_hidden_test(assign_build: Path, name: str):
+    master = ROOT / "labs" / "assignments" / f"{name}.ipynb"
+    student = assign_build / name / "student" / f"{name}.ipynb"
+    secrets = handouts.secrets(master)
+    assert secrets["solution"] and secrets["hidden_names"], "the leak check would check nothing"
+    assert handouts.leaks(master, handouts.notebook_text(student)) == []
+    site_copy = ROOT / "labs" / "handouts" / f"{name}.ipynb"
+    if site_copy.exists():  # written by the book build; it must be as clean
+        assert handouts.leaks(master, handouts.notebook_text(site_copy)) == []
+    for test_file in (assign_build / name / "student" / "tests").glob("*.py"):
+        assert "hidden=True" not in test_file.read_text()
+    # The check itself must see a leak where there is one: the solution notebook has them all.
+    solution = assign_build / name / "autograder"
+    text = handouts.notebook_text(solution / f"{name}.ipynb") + "".join(
+        t.read_text() for t in (solution / "tests").glob("*.py"))
+    found = handouts.leaks(master, text)
+    for kind in ("solution", "hidden_names"):
+        assert len([f for f in found if f.startswith(kind)]) == len(secrets[kind]), kind
+    assert any(f.startswith("hidden_lines") for f in found)
+
+
+@pytest.mark.notebooks
+def test_grader_check_works_in_the_handout(assign_build: Path, tmp_path: Path):
+    """Run like a student would, in a folder of their own: grader.check gives public feedback."""
+    from nbclient import NotebookClient
+
+    name = CLASS_ASSIGNMENT
+    expect = "init_params(3) should return a pair (w, b), got None"
+    for kind in ("autograder", "student"):
+        work = tmp_path / kind
+        work.mkdir()
+        path = work / f"{name} (1).ipynb"  # a browser's renamed download must still work
+        shutil.copy(assign_build / name / kind / f"{name}.ipynb", path)
+        shutil.copy(path, work / "another_notebook.ipynb")
+        nb = nbformat.read(path, as_version=4)
+        NotebookClient(nb, kernel_name="python3", allow_errors=True, timeout=300,
+                       resources={"metadata": {"path": str(work)}}).execute()
+        checks = [c for c in nb.cells if c.cell_type == "code"
+                  and c.source.startswith("grader.check(")]
+        assert len(checks) == 4, "expected one grader.check cell per question"
+        shown = [json.dumps(c.outputs).replace("\\n", "\n") for c in checks]
+        if kind == "autograder":
+            for q, text in enumerate(shown, start=1):
+                assert f"q{q} results: All test cases passed!" in text, text[:2000]
+        else:
+            assert expect in shown[0], shown[0][:2000]
+            assert "test_init_zero_float32_leaves" not in "".join(shown), \
+                "a hidden test ran in the handout"
+
+
+# ----------------------------------------------------------------------------------------------
+# Grading
+# ----------------------------------------------------------------------------------------------
+
+def _failed(result: dict) -> dict[str, str]:
+    return {t["name"]: t["message"] for q in result["questions"].values() for t in q["tests"]
+            if not t["passed"]}
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("name", NAMES)
+def test_solution_scores_full_marks(graded: dict, name: str):
+    result = graded[name]["results"]["solution"]
+    assert result["status"] == "ok", result
+    assert result["total"] == result["possible"] > 0, _failed(result)
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("name", NAMES)
+def test_untouched_handout_scores_zero(graded: dict, name: str):
+    result = graded[name]["results"]["untouched"]
+    assert result["status"] == "ok", result
+    assert result["total"] == 0, {q: v["score"] for q, v in result["questions"].items()}
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("fixture", WRONG, ids=[f"{f.parent.name}/{f.stem}" for f in WRONG])
+def test_wrong_answer_loses_points_on_the_named_test(graded: dict, fixture: Path):
+    result = graded[fixture.parent.name]["results"][fixture.stem]
+    assert result["status"] == "ok", result
+    assert result["total"] < result["possible"], f"{fixture.name} scored full marks"
+    expected = expected_failures(fixture)
+    assert expected, f"{fixture.name} names no test it must fail (expect-fail: ...)"
+    failed = _failed(result)
+    missing = [t for t in expected if t not in failed]
+    assert not missing, f"{fixture.name}: expected {missing} to fail; failed: {sorted(failed)}"
+    for test in expected:
+        assert failed[test].strip(), f"{test} failed without a message"
+    feedback = (graded[fixture.parent.name]["out"] / "feedback" / f"{fixture.stem}.txt").read_text()
+    assert f"[FAILED] {expected[0]}" in feedback
+    assert "def test_" not in feedback, "feedback must not show the code of the tests"
+
+
+@pytest.mark.notebooks
+def test_class_folder_gives_the_expected_grade_sheet(graded: dict):
+    out = graded[CLASS_ASSIGNMENT]["out"]
+    with open(out / "grades.csv", newline="") as f:
+        got = list(csv.DictReader(f))
+    with open(FIXTURES / "class_expected.csv", newline="") as f:
+        want = list(csv.DictReader(f))
+    assert [r["file"] for r in got] == [r["file"] for r in want]
+    for g, w in zip(got, want):
+        assert g == w, f"row of {w['file']}:\n got {g}\nwant {w}"
+    for row in got:
+        assert (out / "feedback" / f"{row['student']}.txt").exists()
+    log = graded[CLASS_ASSIGNMENT]["log"]
+    assert "network off" in log or "not isolated" in log
+
+
+@pytest.mark.notebooks
+def test_graders_have_no_network(tmp_path: Path):
+    """Where the machine allows it, the grading process cannot open a connection outside."""
+    grade = _script("grade")
+    prefix = grade.network_isolation()
+    if not prefix:
+        pytest.skip("this machine allows no network namespace; proxies only")
+    code = ("import socket\ntry:\n    socket.create_connection(('pypi.org', 443), timeout=3)\n"
+            "    print('online')\nexcept OSError as e:\n    print('offline')\n")
+    out = subprocess.run(prefix + [sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.stdout.strip() == "offline", out
+
+
+# ----------------------------------------------------------------------------------------------
+# The site
+# ----------------------------------------------------------------------------------------------
+
+def _page_text(page: Path) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", "", page.read_text(errors="replace")))
+
+
+@pytest.mark.book
+def test_site_shows_handouts_without_solutions_or_hidden_tests(built_book: Path):
+    pages = sorted(built_book.rglob("*.html"))
+    assert pages
+    hidden_names = {n for m in MASTERS for n in handouts.secrets(m)["hidden_names"]}
+    markers = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN TESTS", "BEGIN QUESTION",
+               "BEGIN TEST CONFIG", "ASSIGNMENT CONFIG")
+    for page in pages:
+        text = _page_text(page)
+        for name in hidden_names:
+            assert name not in text, f"{page.relative_to(built_book)} shows hidden test {name}"
+        for marker in markers:
+            assert marker not in text, f"{page.relative_to(built_book)} shows '{marker}'"
+    assert not (built_book / "labs" / "assignments").exists(), "a master notebook was published"
+    for master in MASTERS:
+        page = built_book / "labs" / "handouts" / f"{master.stem}.html"
+        assert page.exists(), f"the site has no page for the handout {master.stem}"
+        assert handouts.leaks(master, _page_text(page)) == [], page
+        raw = page.read_text()
+        assert "grader.check" in _page_text(page)
+        assert "Traceback" not in raw
+        assert ".ipynb" in raw, "the handout page has no download button"
