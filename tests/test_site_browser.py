@@ -144,7 +144,10 @@ class Tab:
 
     def _failed(self, request):
         failure = request.failure or ""
-        if self._local(request.url) and "ERR_BLOCKED_BY_CLIENT" not in failure:
+        # ERR_ABORTED: the next navigation cancelled it (the search page fetches every hit's
+        # text to show an excerpt); a file that is really missing answers 404, caught below.
+        if self._local(request.url) and not any(
+                code in failure for code in ("ERR_BLOCKED_BY_CLIENT", "ERR_ABORTED")):
             self.problems.append(f"request failed: {request.url} ({failure})")
 
     def _response(self, response):
