@@ -75,6 +75,11 @@ def epoch_permutation(
     return perm.to(device, non_blocking=True)
 
 
+def accumulator_dtype(device: torch.device) -> torch.dtype:
+    """float64 for sums of losses (as precise as ``test_loop``'s Python floats); float32 on MPS."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
 def default_check_every(device: torch.device) -> int:
     """How often the loop reads the losses back: every batch on the CPU, every 100 on a GPU."""
     return 1 if device.type == "cpu" else 100
@@ -182,14 +187,14 @@ def evaluate_tensors(
     """
     _check_inputs(X, y, 1, batch_size)
     model.eval()
-    total_loss = torch.zeros((), device=X.device)
+    total_loss = torch.zeros((), device=X.device, dtype=accumulator_dtype(X.device))
     correct = torch.zeros((), device=X.device, dtype=torch.long)
     num_batches = 0
     with autocast_context(X.device, precision):
         for start in range(0, len(X), batch_size):
             pred = model(X[start:start + batch_size])
             target = y[start:start + batch_size]
-            total_loss += loss_fn(pred, target).float()
+            total_loss += loss_fn(pred, target).to(total_loss.dtype)
             correct += (pred.argmax(1) == target).sum()
             num_batches += 1
     test_loss = total_loss.item() / num_batches

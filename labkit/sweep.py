@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from labkit.fast import _check_inputs, autocast_context, epoch_permutation
+from labkit.fast import _check_inputs, accumulator_dtype, autocast_context, epoch_permutation
 from labkit.plot import run_title
 from labkit.train import History
 
@@ -242,14 +242,14 @@ def evaluate_stacked(
     precision: str = "fp32",
 ) -> tuple[list[float], list[float]]:
     """Each run's average test loss (mean of batch means) and accuracy, read back once."""
-    total = torch.zeros(stacked.k, device=X.device)
+    total = torch.zeros(stacked.k, device=X.device, dtype=accumulator_dtype(X.device))
     correct = torch.zeros(stacked.k, device=X.device, dtype=torch.long)
     num_batches = 0
     with autocast_context(X.device, precision):
         for start in range(0, len(X), batch_size):
             logits = stacked(X[start:start + batch_size])
             target = y[start:start + batch_size]
-            total += stacked_cross_entropy(logits, target).float()
+            total += stacked_cross_entropy(logits, target).to(total.dtype)
             correct += (logits.argmax(2) == target).sum(1)
             num_batches += 1
     return (total / num_batches).tolist(), (correct.double() / len(X)).tolist()
