@@ -312,12 +312,22 @@ def test_site_shows_handouts_without_solutions_or_hidden_tests(built_book: Path)
             assert name not in text, f"{page.relative_to(built_book)} shows hidden test {name}"
         for marker in markers:
             assert marker not in text, f"{page.relative_to(built_book)} shows '{marker}'"
-    assert not (built_book / "labs" / "assignments").exists(), "a master notebook was published"
+    served = [f for f in built_book.rglob("*") if f.is_file()
+              and f.suffix in (".ipynb", ".txt", ".md", ".js", ".json", ".py")]
+    for f in served:  # the downloads (_sources/), the search index, ...
+        text = f.read_text(errors="replace")
+        for name in hidden_names:
+            assert name not in text, f"{f.relative_to(built_book)} holds hidden test {name}"
+    assert not list(built_book.rglob("assignments/0*")), "a master notebook was published"
+    for master in MASTERS:
+        download = built_book / "_sources" / "labs" / "handouts" / f"{master.stem}.ipynb"
+        assert download.exists(), f"no downloadable handout {download.name}"
+        assert handouts.leaks(master, handouts.notebook_text(download)) == [], download
     for master in MASTERS:
         page = built_book / "labs" / "handouts" / f"{master.stem}.html"
         assert page.exists(), f"the site has no page for the handout {master.stem}"
         assert handouts.leaks(master, _page_text(page)) == [], page
         raw = page.read_text()
-        assert "grader.check" in _page_text(page)
+        assert "grader.check" in _page_text(page) and "PUBLIC_TESTS" in _page_text(page)
         assert "Traceback" not in raw
         assert ".ipynb" in raw, "the handout page has no download button"
