@@ -11,10 +11,10 @@ of the SUBMISSIONS folder is taken as the assignment's name. A submission is a n
 
 Every submission is graded by Otter (``otter.api.grade_submission``, no Docker) in its own
 process, with its own scratch folder (its own ``HOME`` and ``TMPDIR`` too), a wall-clock limit,
-a limit on the output it may print, and no network: the process runs in a network namespace of
-its own (``unshare``) where the machine allows it, and otherwise with proxy variables that point
-nowhere. Scores are read from Otter's results object, never from an exit code. One row per file
-goes to ``OUT/grades.csv``::
+a limit on the output it may print, and no network: the process runs in network and PID
+namespaces of its own (``unshare``) where the machine allows it, and otherwise with proxy
+variables that point nowhere. The file system is not sandboxed. Scores are read from Otter's
+results object, never from an exit code. One row per file goes to ``OUT/grades.csv``::
 
     student, file, q1, ..., qN, total, possible, status, detail
 
@@ -141,12 +141,18 @@ except OSError:
 
 
 def network_isolation() -> list[str]:
-    """The command prefix that gives a process its own, empty network namespace ([] if none)."""
+    """The command prefix that gives a process its own, empty network namespace ([] if none).
+
+    The namespace has only a loopback interface, which the worker switches on (the kernel and
+    Otter talk over 127.0.0.1): nothing outside the machine can be reached.
+    """
     unshare = shutil.which("unshare")
     if not unshare or not sys.platform.startswith("linux"):
         return []
-    candidates = [[unshare, "--net"]] if os.geteuid() == 0 else []
-    candidates.append([unshare, "--user", "--map-root-user", "--net"])
+    # A PID namespace too, where possible: when the worker dies, everything it started dies.
+    sandboxes = [["--net", "--pid", "--kill-child"], ["--net"]]
+    candidates = [[unshare, *s] for s in sandboxes] if os.geteuid() == 0 else []
+    candidates += [[unshare, "--user", "--map-root-user", *s] for s in sandboxes]
     probe = _PROBE.format(here=str(Path(__file__).resolve().parent))
     for prefix in candidates:
         try:
@@ -503,8 +509,7 @@ def grade_folder(submissions: Path, autograder: Autograder, out: Path, *, timeou
         (out / sub).mkdir(parents=True, exist_ok=True)
     isolation = network_isolation() if isolate else []
     print(f"grade: {autograder.name}: network "
-          + ("off (own network namespace: " + " ".join(Path(isolation[0]).name.split()
-                                                       + isolation[1:]) + ")"
+          + ("off (" + " ".join([Path(isolation[0]).name] + isolation[1:]) + ")"
              if isolation else "not isolated (proxy variables point nowhere)"), flush=True)
     entries = sorted(submissions.iterdir(), key=lambda p: p.name)
     lock = threading.Lock()
