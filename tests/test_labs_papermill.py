@@ -1,0 +1,75 @@
+"""The labs run with other parameters, as papermill passes them (``-p name value``).
+
+The notebooks' defaults are executed by ``tests/test_notebooks.py``; here they run with the
+settings a student or the GPU command would pass, and with a dataset that is not there, which must
+stop with the clear ``DatasetNotAvailableError`` and not hang on a download.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+from conftest import NOTEBOOK_TIMES, ROOT
+
+LABS = ROOT / "labs"
+
+pytestmark = pytest.mark.notebooks
+
+
+def _run(name: str, tmp_path: Path, **parameters) -> str:
+    """Execute ``labs/<name>.ipynb`` with ``parameters``; return all its text output."""
+    import time
+
+    out = tmp_path / f"{name}.ipynb"
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(str(LABS / f"{name}.ipynb"), str(out), parameters=parameters,
+                                   kernel_name="python3", cwd=str(LABS), progress_bar=False)
+    finally:
+        NOTEBOOK_TIMES[f"labs/{name}.ipynb (papermill {sorted(parameters)})"] = (
+            time.perf_counter() - start)
+    nb = nbformat.read(out, as_version=4)
+    return "".join("".join(o.get("text", "")) for c in nb.cells if c.cell_type == "code"
+                   for o in c.get("outputs", []))
+
+
+def test_first_training_with_adam_and_large_batches(tmp_path):
+    text = _run("first_training", tmp_path, optimizer_name="Adam", learning_rate=0.001,
+                momentum=0.0, epochs=1, batch_size=256, figure_dir=str(tmp_path / "figures"))
+    assert "Optimizer-Adam lr-0.001 mt-0 bs-256" in text
+    assert "16 mini-batches of 256 per epoch" in text
+    assert "Accuracy:" in text and "Avg loss:" in text
+    assert "diverged: False" in text
+    assert "same weights after one epoch: True" in text
+    assert (tmp_path / "figures" / "Optimizer-Adam lr-0.001 mt-0 bs-256.png").stat().st_size > 0
+
+
+def test_first_training_shows_a_diverging_run_without_crashing(tmp_path):
+    text = _run("first_training", tmp_path, learning_rate=1e4, epochs=2, batch_size=256,
+                figure_dir=str(tmp_path / "figures"))
+    assert "diverged: True" in text
+    assert "the run diverged and was stopped" in text
+
+
+def test_missing_fashion_mnist_stops_with_a_clear_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABKIT_DATA_ROOT", str(tmp_path / "data"))
+    with pytest.raises(papermill.PapermillExecutionError) as info:
+        _run("first_training", tmp_path, dataset="fashion-mnist", download=False,
+             figure_dir=str(tmp_path / "figures"))
+    message = str(info.value)
+    assert "DatasetNotAvailableError" in message
+    assert str(tmp_path / "data" / "FashionMNIST" / "raw") in message
+    assert "LABKIT_DATA_ROOT" in message
+
+
+def test_demo_results_sequential_and_small(tmp_path):
+    """The grid without the batched sweeps, on fewer settings: every figure is still saved."""
+    figures = tmp_path / "figures"
+    text = _run("demo_results", tmp_path, epochs=1, vectorize=False, batch_sizes=[64, 256],
+                adam_lrs=[0.01, 0.0001], compare_bf16=False, figure_dir=str(figures))
+    assert "lr 10 diverges" in text
+    assert "whole grid" in text
+    assert len(list(figures.glob("*.png"))) == 5
