@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install book test lint handouts grade clean
+.PHONY: install book test lint handouts grade labs-gpu clean
 
 install: $(STAMP)
 
@@ -35,6 +35,11 @@ handouts: install
 grade: handouts
 	@test -n "$(SUBMISSIONS)" -a -n "$(OUT)" || { echo "usage: make grade SUBMISSIONS=dir OUT=dir [ASSIGNMENT=name]"; exit 2; }
 	$(BIN)/python scripts/grade.py "$(SUBMISSIONS)" --out "$(OUT)" $(if $(ASSIGNMENT),--assignment "$(ASSIGNMENT)") $(if $(TIMEOUT),--timeout $(TIMEOUT))
+
+# Every lab at full size on a CUDA machine (FashionMNIST, 10 epochs): executed notebooks, figures
+# and timings in _build/labs-gpu/ (see labs/README.md)
+labs-gpu: install
+	bash scripts/run_labs_gpu.sh
 
 clean:
 	rm -rf _build
