@@ -13,9 +13,10 @@ Back-propagating the sum :math:`\sum_k L_k(w_k)` of the runs' mini-batch losses 
 its own gradient, :math:`\partial / \partial w_k \sum_j L_j(w_j) = \nabla L_k(w_k)`, because
 :math:`L_j` does not depend on :math:`w_k`. The optimisers below then apply torch's SGD (chapter
 4) and Adam (chapter 6) updates with one learning rate, momentum, ... per run, stored as tensors
-of shape ``(K, 1, 1)``. The result equals ``K`` sequential runs of :func:`labkit.fast.train_tensors`
-(``tests/test_fast_training.py`` checks it in float64); on a GPU it replaces ``K`` small kernels
-by one large one, on a 2-core CPU it is about as fast as the sequential runs.
+shaped to broadcast against the stacked weights. The result equals ``K`` sequential runs of
+:func:`labkit.fast.train_tensors` (``tests/test_fast_training.py`` checks it in float64). On a GPU
+it replaces ``K`` small kernels by one large one; on a 2-core CPU it is no faster than the
+sequential runs (``benchmarks/train_speed.py`` measures both).
 
 A run whose loss becomes NaN or infinite is marked ``diverged`` and its history ends there, as
 in :func:`labkit.train.train_loop`; it keeps computing (harmlessly, it shares nothing with the
@@ -74,8 +75,9 @@ class StackedMLP(nn.Module):
     e.g. :class:`labkit.models.MLP`), all starting from ``model``'s weights, evaluated at once.
 
     ``forward(x)`` takes one batch ``(B, ...)`` and returns the ``K`` outputs ``(K, B, C)``. The
-    first layer is one matrix product against the ``K`` weight matrices side by side; the others
-    are batched products (``torch.baddbmm``).
+    first layer's ``K`` weight matrices are stacked into one ``(K * out, in)`` matrix, so that
+    layer is one ``F.linear``; the other layers hold ``(K, in, out)`` stacks (the transposed
+    weights) and are batched products (``torch.baddbmm``).
     """
 
     def __init__(self, model: nn.Module, k: int):
@@ -95,8 +97,13 @@ class StackedMLP(nn.Module):
                     self.activations.append(nn.Identity())
                 if module.bias is None:
                     raise ValueError(f"layer {name!r} has no bias; StackedMLP expects biases")
-                weights.append(module.weight.detach().unsqueeze(0).repeat(k, 1, 1))
-                biases.append(module.bias.detach().unsqueeze(0).repeat(k, 1))
+                w, b = module.weight.detach(), module.bias.detach()
+                if not weights:  # (K * out, in): the K copies of W one above the other
+                    weights.append(w.repeat(k, 1))
+                    biases.append(b.repeat(k))
+                else:            # (K, in, out) and (K, 1, out)
+                    weights.append(w.T.unsqueeze(0).repeat(k, 1, 1))
+                    biases.append(b.view(1, 1, -1).repeat(k, 1, 1))
                 self.names.append((f"{name}.weight", f"{name}.bias"))
             elif isinstance(module, ELEMENTWISE) and len(weights) == len(self.activations) + 1:
                 self.activations.append(module)
@@ -107,6 +114,7 @@ class StackedMLP(nn.Module):
                 )
         if not weights:
             raise ValueError("the model has no Linear layer to stack")
+        self.out0 = weights[0].shape[0] // k
         self.weights = nn.ParameterList(nn.Parameter(w) for w in weights)
         self.biases = nn.ParameterList(nn.Parameter(b) for b in biases)
         self._check_against(model)
@@ -115,36 +123,44 @@ class StackedMLP(nn.Module):
     def _check_against(self, model: nn.Module) -> None:
         """The stack must compute what ``model`` computes (its forward may do more than chain)."""
         w = self.weights[0]
-        x = torch.randn(3, w.shape[2], dtype=w.dtype, device=w.device)
+        x = torch.randn(3, w.shape[1], dtype=w.dtype, device=w.device)
         if not torch.allclose(self(x)[0], model(x), rtol=1e-4, atol=1e-5):
             raise ValueError("the model's forward is not its layers applied in order; "
                              "StackedMLP cannot stack it")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)
-        w0, b0 = self.weights[0], self.biases[0]
-        k, out, _ = w0.shape
-        h = (x @ w0.reshape(k * out, -1).T).view(len(x), k, out).transpose(0, 1)
-        h = h + b0.unsqueeze(1)
+        h = F.linear(x, self.weights[0], self.biases[0])               # (B, K * out)
+        h = h.view(len(x), self.k, self.out0).transpose(0, 1).contiguous()  # (K, B, out)
         for i in range(1, len(self.weights)):
             h = self.activations[i - 1](h)
-            h = torch.baddbmm(self.biases[i].unsqueeze(1), h, self.weights[i].transpose(1, 2))
+            h = torch.baddbmm(self.biases[i], h, self.weights[i])     # (K, B, out_i)
         if len(self.activations) == len(self.weights):
             h = self.activations[-1](h)
         return h
 
-    def state_dict_of(self, k: int) -> dict[str, torch.Tensor]:
-        """Run ``k``'s weights under the original model's names, for ``model.load_state_dict``."""
-        out = {}
-        for (wn, bn), w, b in zip(self.names, self.weights, self.biases):
-            out[wn], out[bn] = w[k].detach().clone(), b[k].detach().clone()
+    def per_run(self, values: Sequence[float]) -> list[torch.Tensor]:
+        """One value per run, shaped to broadcast against each of ``self.parameters()``."""
+        out = []
+        for p in self.parameters():
+            v = torch.as_tensor(values, dtype=p.dtype, device=p.device)
+            if p is self.weights[0]:
+                out.append(v.repeat_interleave(self.out0).view(-1, 1))
+            elif p is self.biases[0]:
+                out.append(v.repeat_interleave(self.out0))
+            else:
+                out.append(v.view(-1, 1, 1))
         return out
 
-
-def _per_run(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
-    """Hyperparameters of the ``K`` runs as a tensor of shape ``(K, 1, ..., 1)`` like ``like``."""
-    shape = (len(values),) + (1,) * (like.dim() - 1)
-    return torch.tensor(values, dtype=like.dtype, device=like.device).view(shape)
+    def state_dict_of(self, k: int) -> dict[str, torch.Tensor]:
+        """Run ``k``'s weights under the original model's names, for ``model.load_state_dict``."""
+        cols = slice(k * self.out0, (k + 1) * self.out0)
+        (w0n, b0n), *rest = self.names
+        out = {w0n: self.weights[0][cols].detach().clone(),
+               b0n: self.biases[0][cols].detach().clone()}
+        for (wn, bn), w, b in zip(rest, list(self.weights)[1:], list(self.biases)[1:]):
+            out[wn], out[bn] = w[k].T.detach().clone(), b[k, 0].detach().clone()
+        return out
 
 
 class StackedSGD:
@@ -152,13 +168,14 @@ class StackedSGD:
 
     .. math:: b_{t} = \mu_k b_{t-1} + g_t \;(b_0 = g_0),\qquad w_{t+1} = w_t - \eta_k b_t
 
-    (with :math:`\mu_k = 0` this is plain SGD, :math:`w_{t+1} = w_t - \eta_k g_t`).
+    (with :math:`\mu_k = 0` this is plain SGD, :math:`w_{t+1} = w_t - \eta_k g_t`). Two in-place
+    passes over the weights per step with momentum, one without.
     """
 
-    def __init__(self, params: Sequence[torch.Tensor], configs: Sequence[SweepConfig]):
-        self.params = list(params)
-        self.lr = [_per_run([c.lr for c in configs], p) for p in self.params]
-        self.momentum = [_per_run([c.momentum for c in configs], p) for p in self.params]
+    def __init__(self, model: StackedMLP, configs: Sequence[SweepConfig]):
+        self.params = list(model.parameters())
+        self.neg_lr = model.per_run([-c.lr for c in configs])
+        self.momentum = model.per_run([c.momentum for c in configs])
         self.use_momentum = any(c.momentum for c in configs)
         self.buffers = [torch.zeros_like(p) for p in self.params] if self.use_momentum else None
 
@@ -167,8 +184,8 @@ class StackedSGD:
         for i, p in enumerate(self.params):
             g = p.grad
             if self.use_momentum:
-                g = self.buffers[i].mul_(self.momentum[i]).add_(g)
-            p.sub_(self.lr[i] * g)
+                g = torch.addcmul(g, self.buffers[i], self.momentum[i], out=self.buffers[i])
+            p.addcmul_(self.neg_lr[i], g)
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -184,28 +201,29 @@ class StackedAdam:
                       \frac{m_t}{\sqrt{v_t}/\sqrt{1-\beta_2^t} + \epsilon}
     """
 
-    def __init__(self, params: Sequence[torch.Tensor], configs: Sequence[SweepConfig]):
-        self.params = list(params)
+    def __init__(self, model: StackedMLP, configs: Sequence[SweepConfig]):
+        self.model = model
+        self.params = list(model.parameters())
         self.configs = list(configs)
         self.t = 0
         self.m = [torch.zeros_like(p) for p in self.params]
         self.v = [torch.zeros_like(p) for p in self.params]
-        self.one_minus_b1 = [_per_run([1 - c.betas[0] for c in configs], p) for p in self.params]
-        self.b2 = [_per_run([c.betas[1] for c in configs], p) for p in self.params]
-        self.one_minus_b2 = [_per_run([1 - c.betas[1] for c in configs], p) for p in self.params]
-        self.eps = [_per_run([c.eps for c in configs], p) for p in self.params]
+        self.one_minus_b1 = model.per_run([1 - c.betas[0] for c in configs])
+        self.b2 = model.per_run([c.betas[1] for c in configs])
+        self.one_minus_b2 = model.per_run([1 - c.betas[1] for c in configs])
+        self.eps = model.per_run([c.eps for c in configs])
 
     @torch.no_grad()
     def step(self) -> None:
         self.t += 1
-        step_size = [c.lr / (1 - c.betas[0] ** self.t) for c in self.configs]
-        bc2_sqrt = [math.sqrt(1 - c.betas[1] ** self.t) for c in self.configs]
+        neg_step = self.model.per_run([-c.lr / (1 - c.betas[0] ** self.t) for c in self.configs])
+        bc2_sqrt = self.model.per_run([math.sqrt(1 - c.betas[1] ** self.t) for c in self.configs])
         for i, p in enumerate(self.params):
             g = p.grad
             self.m[i].lerp_(g, self.one_minus_b1[i])
-            self.v[i].mul_(self.b2[i]).add_(self.one_minus_b2[i] * g * g)
-            denom = (self.v[i].sqrt() / _per_run(bc2_sqrt, p)).add_(self.eps[i])
-            p.sub_(_per_run(step_size, p) * self.m[i] / denom)
+            self.v[i].mul_(self.b2[i]).addcmul_(g, g * self.one_minus_b2[i])
+            denom = (self.v[i].sqrt() / bc2_sqrt[i]).add_(self.eps[i])
+            p.addcdiv_(self.m[i] * neg_step[i], denom)
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -214,9 +232,9 @@ class StackedAdam:
 
 def stacked_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Each run's mini-batch cross-entropy: ``logits`` ``(K, B, C)``, labels ``(B,)`` → ``(K,)``."""
-    k, b, _ = logits.shape
-    per_sample = F.cross_entropy(logits.transpose(1, 2), y.expand(k, b), reduction="none")
-    return per_sample.mean(dim=1)
+    k, b, c = logits.shape
+    per_sample = F.cross_entropy(logits.reshape(k * b, c), y.repeat(k), reduction="none")
+    return per_sample.view(k, b).mean(dim=1)
 
 
 @dataclass
@@ -298,7 +316,7 @@ def sweep_mlp(
     k = len(configs)
     stacked = StackedMLP(copy.deepcopy(model), k)
     opt_cls = StackedSGD if names == {"SGD"} else StackedAdam
-    optimizer = opt_cls(list(stacked.parameters()), configs)
+    optimizer = opt_cls(stacked, configs)
     histories = [History(label=c.title(batch_size)) for c in configs]
     n = len(X)
     n_batches = math.ceil(n / batch_size)
