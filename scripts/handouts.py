@@ -19,8 +19,9 @@ Three things are added to what Otter writes. Every test case is named after its 
 failed. Otter's first cell is replaced by a setup cell that carries the public tests inside the
 notebook and installs otter-grader where it is missing (Google Colab), so that
 ``grader.check("q1")`` works in a downloaded notebook, in Jupyter or in Colab, with no other
-file. And the handout is copied to ``labs/handouts/NAME.ipynb`` (ignored by git), the page the
-website shows. Before anything is written, the handout is checked for leaks: no line of a solution
+file. And the handout is copied to ``labs/handouts/NAME.ipynb``, the page the website shows; it is
+committed, so that the site's Colab and Binder buttons open it from the repository
+(``tests/test_assignments.py`` checks that the committed handouts match their masters). Before anything is written, the handout is checked for leaks: no line of a solution
 and no hidden test may appear in it.
 
 A master whose build is up to date (same master, same script, same Otter) is skipped.
@@ -216,7 +217,10 @@ def _tidy(nb: nbformat.NotebookNode, name: str) -> nbformat.NotebookNode:
     nb.metadata = {"kernelspec": dict(KERNELSPEC),
                    "language_info": {"name": "python"},
                    "otter": {"assignment_name": name}}
-    for cell in nb.cells:
+    for i, cell in enumerate(nb.cells):
+        # Deterministic cell ids: the handouts are committed (Colab and Binder open them from
+        # the repository), so rebuilding an unchanged master must not change them.
+        cell.id = f"{name[:50]}-{i:03d}"
         for key in ("lines_to_next_cell", "execution", "papermill"):
             cell.metadata.pop(key, None)
         if cell.cell_type == "code":
