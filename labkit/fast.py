@@ -130,7 +130,7 @@ def train_epoch_tensors(
     n = len(X)
     n_batches = math.ceil(n / batch_size)
     perm = epoch_permutation(n, generator, X.device)
-    losses = torch.empty(n_batches, device=X.device)
+    losses = torch.empty(n_batches, device=X.device, dtype=accumulator_dtype(X.device))
     seen0 = history.samples_seen
     ends = [min((b + 1) * batch_size, n) for b in range(n_batches)]
     checked = 0  # losses[:checked] are known to be finite and logged
@@ -253,16 +253,20 @@ def make_optimizer(
 ) -> torch.optim.Optimizer:
     """``torch.optim.SGD(params, lr, momentum)`` or ``torch.optim.Adam(params, lr)`` by name.
 
-    ``fused=None`` picks torch's fused kernels, one kernel for all the parameters instead of a
-    Python loop over them (on this course's 2-core CPU the for-loop Adam is 2–4× slower than SGD
-    at small batches, the fused one is not). Adam has no ``momentum``: a non-zero value raises.
+    ``fused=None`` picks torch's fused kernels on CPU and CUDA tensors, one kernel for all the
+    parameters instead of a Python loop over them (on this course's 2-core CPU the for-loop Adam
+    is 2–4× slower than SGD at small batches, the fused one is not). Adam has no ``momentum``: a
+    non-zero value raises.
     """
     key = str(name).strip().lower()
     if key not in ("sgd", "adam"):
         raise ValueError(f"optimizer name must be 'SGD' or 'Adam', got {name!r}")
     if not lr > 0:
         raise ValueError(f"lr must be positive, got {lr!r}")
-    fused = True if fused is None else bool(fused)
+    params = list(params)
+    if fused is None:  # torch's fused kernels exist for CPU and CUDA tensors
+        tensors = [t for p in params for t in (p["params"] if isinstance(p, dict) else [p])]
+        fused = all(t.device.type in ("cpu", "cuda") for t in tensors)
     if key == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, fused=fused)
     if momentum:

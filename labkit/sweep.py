@@ -325,7 +325,7 @@ def sweep_mlp(
     seen0 = 0
     for _ in range(epochs):
         perm = epoch_permutation(n, generator, X.device)
-        losses = torch.empty(n_batches, k, device=X.device)
+        losses = torch.empty(n_batches, k, device=X.device, dtype=accumulator_dtype(X.device))
         checked = 0
         stacked.train()
         for batch in range(n_batches):

@@ -82,6 +82,22 @@ def test_train_tensors_equals_the_dataloader_loop(digits, name, lr, momentum):
         assert torch.equal(a, b)
 
 
+def test_float64_losses_are_logged_at_full_precision(digits):
+    X, y, _, _ = (t.double() if t.is_floating_point() else t for t in digits)
+    torch.manual_seed(0)
+    model_loader = MLP(hidden=64).double()
+    model_fast = copy.deepcopy(model_loader)
+    loader = DataLoader(TensorDataset(X, y), batch_size=100,
+                        sampler=RandpermSampler(len(X), torch.Generator().manual_seed(2)))
+    ref = fit(model_loader, loader, None, F.cross_entropy,
+              torch.optim.SGD(model_loader.parameters(), lr=0.1), print_every=None)
+    got = train_tensors(model_fast, X, y, F.cross_entropy,
+                        torch.optim.SGD(model_fast.parameters(), lr=0.1), batch_size=100,
+                        generator=torch.Generator().manual_seed(2), print_every=None)
+    assert got.loss == ref.loss
+    assert any(v != float(np.float32(v)) for v in got.loss)  # not rounded to float32
+
+
 def test_a_different_seed_gives_a_different_order(digits):
     X, y, _, _ = digits
     runs = []
