@@ -3,20 +3,19 @@ r"""A whole sweep trained at once, as one batched model (the labs' Demo & Result
 The runs of a sweep (three learning rates, or three momenta, ...) share the network, its initial
 weights and the batch order; only the optimiser's hyperparameters differ. They are ``K``
 independent problems, so they can be trained side by side: stack each layer's weights of the
-``K`` copies into one tensor of shape ``(K, out, in)`` and compute every copy's layer with one
-batched matrix product,
+``K`` copies into one tensor and compute every copy's layer with one (batched) matrix product,
 
 .. math:: h^{(l+1)}_k = \sigma\big(h^{(l)}_k W^{(l)\top}_k + b^{(l)}_k\big),
-          \qquad k = 1, \dots, K \quad\text{(one ``torch.baddbmm``)}.
+          \qquad k = 1, \dots, K \quad\text{(one \texttt{torch.baddbmm})}.
 
 Back-propagating the sum :math:`\sum_k L_k(w_k)` of the runs' mini-batch losses gives each run
 its own gradient, :math:`\partial / \partial w_k \sum_j L_j(w_j) = \nabla L_k(w_k)`, because
 :math:`L_j` does not depend on :math:`w_k`. The optimisers below then apply torch's SGD (chapter
-4) and Adam (chapter 6) updates with one learning rate, momentum, ... per run, stored as tensors
-shaped to broadcast against the stacked weights. The result equals ``K`` sequential runs of
-:func:`labkit.fast.train_tensors` (``tests/test_fast_training.py`` checks it in float64). On a GPU
-it replaces ``K`` small kernels by one large one; on a 2-core CPU it is no faster than the
-sequential runs (``benchmarks/train_speed.py`` measures both).
+4) and Adam (chapter 6) updates with one learning rate, momentum, ... per run, stored as ``(K, 1)``
+columns against the ``(K, -1)`` rows of the stacked weights. The result equals ``K`` sequential
+runs of :func:`labkit.fast.train_tensors` (``tests/test_fast_training.py`` checks it in float64).
+On a GPU it replaces ``K`` small kernels by one large one; on a 2-core CPU it is no faster than
+the sequential runs (``benchmarks/train_speed.py`` measures both).
 
 A run whose loss becomes NaN or infinite is marked ``diverged`` and its history ends there, as
 in :func:`labkit.train.train_loop`; it keeps computing (harmlessly, it shares nothing with the
@@ -77,7 +76,8 @@ class StackedMLP(nn.Module):
     ``forward(x)`` takes one batch ``(B, ...)`` and returns the ``K`` outputs ``(K, B, C)``. The
     first layer's ``K`` weight matrices are stacked into one ``(K * out, in)`` matrix, so that
     layer is one ``F.linear``; the other layers hold ``(K, in, out)`` stacks (the transposed
-    weights) and are batched products (``torch.baddbmm``).
+    weights) and are batched products (``torch.baddbmm``). Every parameter is run-major:
+    ``p.view(K, -1)[k]`` holds run ``k``'s values, which is what the optimisers below use.
     """
 
     def __init__(self, model: nn.Module, k: int):
@@ -139,19 +139,6 @@ class StackedMLP(nn.Module):
             h = self.activations[-1](h)
         return h
 
-    def per_run(self, values: Sequence[float]) -> list[torch.Tensor]:
-        """One value per run, shaped to broadcast against each of ``self.parameters()``."""
-        out = []
-        for p in self.parameters():
-            v = torch.as_tensor(values, dtype=p.dtype, device=p.device)
-            if p is self.weights[0]:
-                out.append(v.repeat_interleave(self.out0).view(-1, 1))
-            elif p is self.biases[0]:
-                out.append(v.repeat_interleave(self.out0))
-            else:
-                out.append(v.view(-1, 1, 1))
-        return out
-
     def state_dict_of(self, k: int) -> dict[str, torch.Tensor]:
         """Run ``k``'s weights under the original model's names, for ``model.load_state_dict``."""
         cols = slice(k * self.out0, (k + 1) * self.out0)
@@ -168,24 +155,28 @@ class StackedSGD:
 
     .. math:: b_{t} = \mu_k b_{t-1} + g_t \;(b_0 = g_0),\qquad w_{t+1} = w_t - \eta_k b_t
 
-    (with :math:`\mu_k = 0` this is plain SGD, :math:`w_{t+1} = w_t - \eta_k g_t`). Two in-place
-    passes over the weights per step with momentum, one without.
+    (with :math:`\mu_k = 0` this is plain SGD, :math:`w_{t+1} = w_t - \eta_k g_t`). Every
+    parameter of a :class:`StackedMLP` is viewed as ``(K, -1)``, one row per run, so the
+    hyperparameters are ``(K, 1)`` columns; two in-place passes per step with momentum, one without.
     """
 
     def __init__(self, model: StackedMLP, configs: Sequence[SweepConfig]):
         self.params = list(model.parameters())
-        self.neg_lr = model.per_run([-c.lr for c in configs])
-        self.momentum = model.per_run([c.momentum for c in configs])
+        self.k = model.k
+        like = self.params[0]
+        self.neg_lr = _column([-c.lr for c in configs], like)
+        self.momentum = _column([c.momentum for c in configs], like)
         self.use_momentum = any(c.momentum for c in configs)
-        self.buffers = [torch.zeros_like(p) for p in self.params] if self.use_momentum else None
+        self.buffers = ([torch.zeros(self.k, p.numel() // self.k, dtype=p.dtype, device=p.device)
+                         for p in self.params] if self.use_momentum else None)
 
     @torch.no_grad()
     def step(self) -> None:
         for i, p in enumerate(self.params):
-            g = p.grad
+            g = p.grad.view(self.k, -1)
             if self.use_momentum:
-                g = torch.addcmul(g, self.buffers[i], self.momentum[i], out=self.buffers[i])
-            p.addcmul_(self.neg_lr[i], g)
+                g = torch.addcmul(g, self.buffers[i], self.momentum, out=self.buffers[i])
+            p.view(self.k, -1).addcmul_(self.neg_lr, g)
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -199,35 +190,44 @@ class StackedAdam:
               v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,\quad
               w_{t} = w_{t-1} - \frac{\eta}{1-\beta_1^t}\,
                       \frac{m_t}{\sqrt{v_t}/\sqrt{1-\beta_2^t} + \epsilon}
+
+    The bias corrections are computed on the device, once per step for all the parameters, so a
+    GPU never waits for the host.
     """
 
     def __init__(self, model: StackedMLP, configs: Sequence[SweepConfig]):
-        self.model = model
         self.params = list(model.parameters())
-        self.configs = list(configs)
+        self.k = model.k
+        like = self.params[0]
         self.t = 0
-        self.m = [torch.zeros_like(p) for p in self.params]
-        self.v = [torch.zeros_like(p) for p in self.params]
-        self.one_minus_b1 = model.per_run([1 - c.betas[0] for c in configs])
-        self.b2 = model.per_run([c.betas[1] for c in configs])
-        self.one_minus_b2 = model.per_run([1 - c.betas[1] for c in configs])
-        self.eps = model.per_run([c.eps for c in configs])
+        self.m = [torch.zeros(self.k, p.numel() // self.k, dtype=p.dtype, device=p.device)
+                  for p in self.params]
+        self.v = [torch.zeros_like(m) for m in self.m]
+        self.lr = _column([c.lr for c in configs], like)
+        self.b1 = _column([c.betas[0] for c in configs], like)
+        self.b2 = _column([c.betas[1] for c in configs], like)
+        self.eps = _column([c.eps for c in configs], like)
 
     @torch.no_grad()
     def step(self) -> None:
         self.t += 1
-        neg_step = self.model.per_run([-c.lr / (1 - c.betas[0] ** self.t) for c in self.configs])
-        bc2_sqrt = self.model.per_run([math.sqrt(1 - c.betas[1] ** self.t) for c in self.configs])
-        for i, p in enumerate(self.params):
-            g = p.grad
-            self.m[i].lerp_(g, self.one_minus_b1[i])
-            self.v[i].mul_(self.b2[i]).addcmul_(g, g * self.one_minus_b2[i])
-            denom = (self.v[i].sqrt() / bc2_sqrt[i]).add_(self.eps[i])
-            p.addcdiv_(self.m[i] * neg_step[i], denom)
+        neg_step = -self.lr / (1 - self.b1 ** self.t)
+        bc2_sqrt = (1 - self.b2 ** self.t).sqrt()
+        for p, m, v in zip(self.params, self.m, self.v):
+            g = p.grad.view(self.k, -1)
+            m.lerp_(g, 1 - self.b1)
+            v.mul_(self.b2).addcmul_(g, g * (1 - self.b2))
+            denom = (v.sqrt() / bc2_sqrt).add_(self.eps)
+            p.view(self.k, -1).addcdiv_(m * neg_step, denom)
 
     def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
+
+
+def _column(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
+    """One value per run as a ``(K, 1)`` column, with the dtype and device of ``like``."""
+    return torch.tensor(values, dtype=like.dtype, device=like.device).view(-1, 1)
 
 
 def stacked_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
