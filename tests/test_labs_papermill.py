@@ -65,11 +65,14 @@ def test_missing_fashion_mnist_stops_with_a_clear_message(tmp_path, monkeypatch)
     assert "LABKIT_DATA_ROOT" in message
 
 
-def test_demo_results_sequential_and_small(tmp_path):
-    """The grid without the batched sweeps, on fewer settings: every figure is still saved."""
+def test_demo_results_vectorised_in_bf16_and_small(tmp_path):
+    """The grid as a GPU runs it (batched sweeps), in bf16, on fewer settings: every figure is
+    still saved and the run at lr 10 is still shown diverging."""
     figures = tmp_path / "figures"
-    text = _run("demo_results", tmp_path, epochs=1, vectorize=False, batch_sizes=[64, 256],
-                adam_lrs=[0.01, 0.0001], compare_bf16=False, figure_dir=str(figures))
+    text = _run("demo_results", tmp_path, epochs=1, vectorize=True, precision="bf16",
+                batch_sizes=[64, 256], adam_lrs=[0.01, 0.0001], compare_bf16=False,
+                figure_dir=str(figures))
+    assert "vectorised sweeps: True" in text
     assert "lr 10 diverges" in text
     assert "whole grid" in text
     assert len(list(figures.glob("*.png"))) == 5
