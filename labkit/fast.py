@@ -38,7 +38,8 @@ PRECISIONS = ("fp32", "bf16")
 
 
 class RandpermSampler(Sampler[int]):
-    """A ``DataLoader`` sampler that draws one ``torch.randperm(n, generator=generator)`` per epoch.
+    """A ``DataLoader`` sampler that draws one ``torch.randperm(n, generator=generator)`` per epoch
+    (the labs: it proves the two loops equal).
 
     With ``DataLoader(dataset, batch_size, sampler=RandpermSampler(len(dataset), g))`` the script's
     loop sees its mini-batches in the order :func:`train_tensors` uses with a generator seeded like
@@ -58,7 +59,7 @@ class RandpermSampler(Sampler[int]):
 
 
 def autocast_context(device: torch.device, precision: str = "fp32"):
-    """``torch.autocast`` in bfloat16 for ``precision="bf16"``, a no-op for ``"fp32"``."""
+    """``torch.autocast`` in bfloat16 for ``precision="bf16"``, a no-op for ``"fp32"`` (labs)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "fp32":
@@ -69,19 +70,19 @@ def autocast_context(device: torch.device, precision: str = "fp32"):
 def epoch_permutation(
     n: int, generator: torch.Generator | None, device: torch.device
 ) -> torch.Tensor:
-    """One epoch's batch order: ``torch.randperm(n)`` from ``generator``, moved to ``device``."""
+    """One epoch's batch order (chapter 4): ``torch.randperm(n, generator)`` on ``device``."""
     gen_device = generator.device if generator is not None else torch.device("cpu")
     perm = torch.randperm(n, generator=generator, device=gen_device)
     return perm.to(device, non_blocking=True)
 
 
 def accumulator_dtype(device: torch.device) -> torch.dtype:
-    """float64 for sums of losses (as precise as ``test_loop``'s Python floats); float32 on MPS."""
+    """float64 for logged losses (as precise as ``test_loop``'s floats), float32 on MPS (labs)."""
     return torch.float32 if device.type == "mps" else torch.float64
 
 
 def default_check_every(device: torch.device) -> int:
-    """How often the loop reads the losses back: every batch on the CPU, every 100 on a GPU."""
+    """How often the labs' loop reads the losses back: every batch on a CPU, every 100 on a GPU."""
     return 1 if device.type == "cpu" else 100
 
 
@@ -113,7 +114,7 @@ def train_epoch_tensors(
     precision: str = "fp32",
     check_every: int | None = None,
 ) -> History:
-    """One epoch of :func:`labkit.train.train_loop`, on preloaded tensors.
+    """One epoch of :func:`labkit.train.train_loop`, on preloaded tensors (chapter 4, the labs).
 
     Same steps (predict, loss, backward, step, zero the gradients), same log (each batch's loss
     against the running count of samples seen), same printed line every ``print_every`` batches,
@@ -180,7 +181,7 @@ def evaluate_tensors(
     precision: str = "fp32",
     verbose: bool = True,
 ) -> tuple[float, float]:
-    """:func:`labkit.train.test_loop` on preloaded tensors: average loss and accuracy.
+    """:func:`labkit.train.test_loop` on preloaded tensors: average loss and accuracy (the labs).
 
     The average loss is the mean over batches of ``batch_size`` of the batch-mean loss, as in
     the lecture's script; the result is read back once, at the end.
@@ -219,7 +220,8 @@ def train_tensors(
     check_every: int | None = None,
     label: str = "",
 ) -> History:
-    """:func:`labkit.train.fit` on preloaded tensors: ``epochs`` epochs, each with a test pass.
+    """:func:`labkit.train.fit` on preloaded tensors: ``epochs`` epochs, each with a test pass
+    (the labs' Demo & Results trains every run with it).
 
     ``X``/``y`` (and ``test_data = (X_test, y_test)``) must already be on the model's device
     (see :func:`labkit.data.preload`). Each epoch draws ``torch.randperm(len(X),
@@ -251,7 +253,8 @@ def make_optimizer(
     momentum: float = 0.0,
     fused: bool | None = None,
 ) -> torch.optim.Optimizer:
-    """``torch.optim.SGD(params, lr, momentum)`` or ``torch.optim.Adam(params, lr)`` by name.
+    """``torch.optim.SGD(params, lr, momentum)`` or ``torch.optim.Adam(params, lr)`` by name
+    (chapters 4 and 6; the labs).
 
     ``fused=None`` picks torch's fused kernels on CPU and CUDA tensors, one kernel for all the
     parameters instead of a Python loop over them (on this course's 2-core CPU the for-loop Adam

@@ -44,7 +44,7 @@ ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.ELU, nn.S
 
 @dataclass(frozen=True)
 class SweepConfig:
-    """One run of a sweep: the optimiser (``"SGD"`` or ``"Adam"``) and its hyperparameters."""
+    """One run of a sweep in the labs: the optimiser (``"SGD"``/``"Adam"``), its hyperparameters."""
 
     optimizer: str = "SGD"
     lr: float = 1e-3
@@ -71,7 +71,8 @@ class SweepConfig:
 
 class StackedMLP(nn.Module):
     """``K`` copies of a feed-forward network (``Flatten``, ``Linear`` and element-wise activations,
-    e.g. :class:`labkit.models.MLP`), all starting from ``model``'s weights, evaluated at once.
+    e.g. :class:`labkit.models.MLP`), all starting from ``model``'s weights, evaluated at once
+    (the labs' vectorised sweeps).
 
     ``forward(x)`` takes one batch ``(B, ...)`` and returns the ``K`` outputs ``(K, B, C)``. The
     first layer's ``K`` weight matrices are stacked into one ``(K * out, in)`` matrix, so that
@@ -232,7 +233,7 @@ def _column(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
 
 
 def stacked_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Each run's mini-batch cross-entropy: ``logits`` ``(K, B, C)``, labels ``(B,)`` → ``(K,)``."""
+    """Each run's mini-batch cross-entropy (chapter 2): logits ``(K, B, C)``, labels ``(B,)``."""
     k, b, c = logits.shape
     per_sample = F.cross_entropy(logits.reshape(k * b, c), y.repeat(k), reduction="none")
     return per_sample.view(k, b).mean(dim=1)
@@ -240,7 +241,7 @@ def stacked_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor
 
 @dataclass
 class SweepResult:
-    """The runs of a sweep: one :class:`labkit.train.History` each, and the stacked model."""
+    """The runs of a sweep (the labs): one :class:`labkit.train.History` each, the stacked model."""
 
     configs: list[SweepConfig]
     histories: list[History]
@@ -260,7 +261,7 @@ def evaluate_stacked(
     stacked: StackedMLP, X: torch.Tensor, y: torch.Tensor, batch_size: int = 1000,
     precision: str = "fp32",
 ) -> tuple[list[float], list[float]]:
-    """Each run's average test loss (mean of batch means) and accuracy, read back once."""
+    """Each run's average test loss (mean of batch means) and accuracy, read back once (labs)."""
     total = torch.zeros(stacked.k, device=X.device, dtype=accumulator_dtype(X.device))
     correct = torch.zeros(stacked.k, device=X.device, dtype=torch.long)
     num_batches = 0
@@ -296,7 +297,8 @@ def sweep_mlp(
     precision: str = "fp32",
     check_every: int = 100,
 ) -> SweepResult:
-    """Train one copy of ``model`` per configuration, all at once, with cross-entropy.
+    """Train one copy of ``model`` per configuration, all at once, with cross-entropy (the labs'
+    Demo & Results).
 
     Every run starts from ``model``'s weights (``model`` itself is not changed) and sees the
     batches in the same order, one ``torch.randperm(len(X), generator=generator)`` per epoch,
