@@ -21,7 +21,8 @@ notebook and installs otter-grader where it is missing (Google Colab), so that
 ``grader.check("q1")`` works in a downloaded notebook, in Jupyter or in Colab, with no other
 file. And the handout is copied to ``labs/handouts/NAME.ipynb``, the page the website shows; it is
 committed, so that the site's Colab and Binder buttons open it from the repository
-(``tests/test_assignments.py`` checks that the committed handouts match their masters). Before anything is written, the handout is checked for leaks: no line of a solution
+(``tests/test_handouts_committed.py`` checks that they match their masters). Before anything
+is written, the handout is checked for leaks: no line of a solution
 and no hidden test may appear in it.
 
 A master whose build is up to date (same master, same script, same Otter) is skipped.
