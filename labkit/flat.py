@@ -21,7 +21,7 @@ from torch.func import functional_call
 
 
 def flatten_parameters(model: nn.Module) -> torch.Tensor:
-    """The trainable parameters of ``model`` concatenated into one detached flat vector."""
+    """The trainable parameters of ``model`` as one detached flat vector (chapter 5)."""
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model has no trainable parameters")
@@ -29,7 +29,7 @@ def flatten_parameters(model: nn.Module) -> torch.Tensor:
 
 
 def unflatten_parameters(model: nn.Module, w: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Cut the flat vector ``w`` into ``{name: tensor}`` shaped like ``model``'s parameters.
+    """Cut the flat vector ``w`` into ``{name: tensor}`` shaped like ``model``'s (chapter 5).
 
     The pieces are views of ``w``, so autograd differentiates through them.
     """

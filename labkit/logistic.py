@@ -46,7 +46,7 @@ def _check(w: torch.Tensor, X: torch.Tensor, y: torch.Tensor, l2: float) -> None
 
 
 def add_intercept(X: torch.Tensor) -> torch.Tensor:
-    """``X`` with a last column of ones, so that the last weight acts as the bias."""
+    """``X`` with a last column of ones, so the last weight acts as the bias (chapter 5)."""
     if X.dim() != 2:
         raise ValueError(f"X must be a 2-D (samples, features) tensor, got shape {tuple(X.shape)}")
     return torch.cat([X, torch.ones(len(X), 1, dtype=X.dtype, device=X.device)], dim=1)
@@ -105,7 +105,7 @@ def logistic_objective(X: torch.Tensor, y: torch.Tensor, l2: float = 0.0
 
 
 def correct_digits(error: float | torch.Tensor, reference: float | torch.Tensor = 1.0) -> float:
-    r"""The number of correct significant digits, :math:`-\log_{10}(\text{error}/\text{reference})`.
+    r"""Correct significant digits, :math:`-\log_{10}(\text{error}/\text{reference})` (chapter 5).
 
     Newton's method roughly doubles it at every step near the solution (quadratic convergence),
     gradient descent adds a constant amount per step (linear convergence). An error of exactly
