@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.utils.data import Sampler
 
-from labkit.train import History
+from labkit.train import History, evaluation_report, progress_line
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -145,7 +145,7 @@ def train_epoch_tensors(
             if not math.isfinite(value):
                 history.diverged = True
                 if print_every:
-                    print(f"loss: {value:>7f}  [{ends[b]:>5d}/{n}]  diverged, run stopped")
+                    print(progress_line(value, ends[b], n, diverged=True))
                 return False
         checked = upto
         return True
@@ -164,7 +164,7 @@ def train_epoch_tensors(
         optimizer.zero_grad()
         if print_every and batch % print_every == 0:
             value = losses[batch].item()
-            print(f"loss: {value:>7f}  [{ends[batch]:>5d}/{n:>5d}]")
+            print(progress_line(value, ends[batch], n))
         if check_every > 1 and (batch + 1) % check_every == 0 and not flush(batch + 1):
             return history
     flush(n_batches)
@@ -201,7 +201,7 @@ def evaluate_tensors(
     test_loss = total_loss.item() / num_batches
     accuracy = correct.item() / len(X)
     if verbose:
-        print(f"Test Error: \n Accuracy: {(100 * accuracy):>0.1f}%, Avg loss: {test_loss:>8f} \n")
+        print(evaluation_report(test_loss, accuracy))
     return test_loss, accuracy
 
 

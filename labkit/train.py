@@ -42,6 +42,22 @@ class History:
         self.loss.append(float(loss))
 
 
+def progress_line(loss: float, current: int, size: int | None, diverged: bool = False) -> str:
+    """The lecture's progress line, ``loss: 2.301234  [   64/60000]`` (labs, chapter 4).
+
+    Shared by :func:`train_loop` and :func:`labkit.fast.train_epoch_tensors`, so both loops print
+    the same thing; a diverged run gets ``diverged, run stopped`` appended.
+    """
+    total = f"{size:>5d}" if isinstance(size, int) else str(size)
+    line = f"loss: {loss:>7f}  [{current:>5d}/{total}]"
+    return f"{line}  diverged, run stopped" if diverged else line
+
+
+def evaluation_report(loss: float, accuracy: float) -> str:
+    """The lecture's evaluation summary: accuracy in percent and the average loss (labs)."""
+    return f"Test Error: \n Accuracy: {(100 * accuracy):>0.1f}%, Avg loss: {loss:>8f} \n"
+
+
 def train_loop(
     dataloader: Iterable,
     model: nn.Module,
@@ -79,13 +95,13 @@ def train_loop(
         if not math.isfinite(loss_value):
             history.diverged = True
             if print_every:
-                print(f"loss: {loss_value:>7f}  [{current:>5d}/{size}]  diverged, run stopped")
+                print(progress_line(loss_value, current, size, diverged=True))
             break
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
         if print_every and batch % print_every == 0:
-            print(f"loss: {loss_value:>7f}  [{current:>5d}/{size:>5d}]")
+            print(progress_line(loss_value, current, size))
     return history
 
 
@@ -117,7 +133,7 @@ def test_loop(
     test_loss /= max(num_batches, 1)
     accuracy = correct / max(size, 1)
     if verbose:
-        print(f"Test Error: \n Accuracy: {(100 * accuracy):>0.1f}%, Avg loss: {test_loss:>8f} \n")
+        print(evaluation_report(test_loss, accuracy))
     return test_loss, accuracy
 
 

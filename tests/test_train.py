@@ -121,3 +121,11 @@ def test_plot_losses_draws_each_run_and_marks_divergence():
 def test_smooth_is_a_moving_average():
     assert smooth([1, 2, 3, 4], 2).tolist() == [1.5, 2.5, 3.5]
     assert smooth([1, 2], 5).tolist() == [1, 2]
+
+
+def test_progress_and_evaluation_lines_match_the_lecture():
+    assert lk_train.progress_line(2.30123, 64, 60000) == "loss: 2.301230  [   64/60000]"
+    assert lk_train.progress_line(float("nan"), 16, 300, diverged=True) == \
+        "loss:     nan  [   16/  300]  diverged, run stopped"
+    assert lk_train.evaluation_report(0.512345, 0.8234) == \
+        "Test Error: \n Accuracy: 82.3%, Avg loss: 0.512345 \n"
