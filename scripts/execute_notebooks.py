@@ -5,7 +5,7 @@
 Each notebook runs top to bottom with papermill on the kernel ``python3`` (from its own folder,
 as Jupyter would), then gets the standard ``python3`` kernelspec, loses papermill's and jupytext's
 bookkeeping metadata, and is written back. The stored outputs are what nbval compares against for
-cells marked ``# NBVAL_CHECK_OUTPUT``, so run this after changing a notebook. A failing cell stops
+cells tagged ``nbval-check-output``, so run this after changing a notebook. A failing cell stops
 with papermill's error and leaves the original file untouched.
 """
 

@@ -1,7 +1,7 @@
 """Every notebook of the course executes top to bottom, and its checked outputs still hold.
 
 Each notebook runs in its own nbval process (lax mode: only cells marked
-``# NBVAL_CHECK_OUTPUT`` are compared with their stored outputs, after the replacements in
+tagged ``nbval-check-output`` are compared with their stored outputs, after the replacements in
 ``nbval_sanitize.cfg``), with the kernel of the current environment. A failing cell anywhere, or a
 checked output that changed, fails the test with nbval's report.
 """
@@ -39,6 +39,9 @@ def test_notebook_conventions(notebook: Path):
               and "raises-exception" not in c.get("metadata", {}).get("tags", [])]
     assert not errors, f"{notebook.name}: has stored error outputs; re-execute it"
     assert nb["metadata"].get("kernelspec", {}).get("name") == "python3"
+    comments = [i for i, c in enumerate(nb["cells"]) if "# NBVAL_" in "".join(c["source"])]
+    assert not comments, (f"{notebook.name}: cells {comments} carry nbval markers as comments, "
+                          "which the site shows; use cell tags such as 'nbval-check-output'")
     assert any("seed" in "".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"), \
         f"{notebook.name}: never seeds its random generators"
 
@@ -81,11 +84,11 @@ def test_a_failing_cell_fails_the_harness(tmp_path: Path):
 
 @pytest.mark.notebooks
 def test_a_changed_checked_output_fails_the_harness(tmp_path: Path):
-    """A cell marked NBVAL_CHECK_OUTPUT whose stored output no longer matches must fail."""
+    """A cell tagged nbval-check-output whose stored output no longer matches must fail."""
 
     def tamper_checked_output(cells):
         checked = [c for c in cells if c["cell_type"] == "code"
-                   and "NBVAL_CHECK_OUTPUT" in "".join(c["source"])]
+                   and "nbval-check-output" in c["metadata"].get("tags", [])]
         assert checked, "chapter 1 has no checked cell"
         checked[0]["outputs"] = [{"output_type": "stream", "name": "stdout",
                                   "text": ["a number the prose no longer matches\n"]}]
