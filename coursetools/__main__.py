@@ -1,0 +1,41 @@
+"""``python -m coursetools book|execute|handouts|grade|release [...]``: the course's command line.
+
+It only delegates: each command is the ``main(argv)`` of the module that does that one job, and
+``python -m coursetools COMMAND --help`` shows that module's own options.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "book": ("coursetools.book", "build the website with every notebook executed"),
+    "execute": ("coursetools.execute", "execute notebooks in place, storing fresh outputs"),
+    "handouts": ("coursetools.handouts", "student notebooks and autograder archives"),
+    "grade": ("coursetools.grading", "grade a folder of submissions into a CSV and feedback"),
+    "release": ("coursetools.release", "the public tree for students, without solutions"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: python -m coursetools COMMAND [options]", "", "commands:"]
+    lines += [f"  {name:<9} {text}" for name, (_, text) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"coursetools: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[command][0])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
