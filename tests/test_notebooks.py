@@ -15,17 +15,29 @@ from pathlib import Path
 import pytest
 from conftest import NOTEBOOK_TIMES, ROOT, course_notebooks, run_nbval
 
+from coursetools import setup_cell
+
 NOTEBOOKS = course_notebooks()
 IDS = [str(nb.relative_to(ROOT)) for nb in NOTEBOOKS]
+#: Every chapter and lab notebook carries the setup cell; the assignments bootstrap themselves.
+WITH_SETUP_CELL = setup_cell.notebooks(ROOT)
 
 
 def test_the_course_has_notebooks():
     assert any("chapters" in i for i in IDS), "no notebook found under chapters/"
 
 
+def test_every_chapter_and_lab_notebook_gets_the_setup_cell():
+    """Only the assignments' masters go without it (their handouts have Otter's setup)."""
+    without = [i for nb, i in zip(NOTEBOOKS, IDS)
+               if nb not in WITH_SETUP_CELL and not i.startswith("labs/assignments/")]
+    assert not without, f"{without} would get no setup cell: see coursetools/setup_cell.py"
+
+
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=IDS)
 def test_notebook_conventions(notebook: Path):
-    """One 'parameters' cell, first; no stored error outputs; kernel python3; seeded."""
+    """One 'parameters' cell, first; no stored error outputs; kernel python3; seeded; in every
+    chapter and lab notebook, the current setup cell right after the parameters cell."""
     nb = json.loads(notebook.read_text())
     tagged = [i for i, c in enumerate(nb["cells"])
               if "parameters" in c.get("metadata", {}).get("tags", [])]
@@ -44,6 +56,9 @@ def test_notebook_conventions(notebook: Path):
                           "which the site shows; use cell tags such as 'nbval-check-output'")
     assert any("seed" in "".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"), \
         f"{notebook.name}: never seeds its random generators"
+    if notebook in WITH_SETUP_CELL:
+        problem = setup_cell.problem(notebook, ROOT)
+        assert problem is None, f"{problem}: run `python -m coursetools.setup_cell`"
 
 
 @pytest.mark.notebooks
