@@ -1,6 +1,7 @@
 # Optimization for Machine Learning: the two commands of README.md, and a few more for instructors.
 #   make book   install everything into .venv, then build the site with every notebook executed
 #   make test   run the whole test suite (labkit, every notebook, the book, the site)
+# Each target calls the course's command line, `python -m coursetools COMMAND` (see coursetools/).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -18,7 +19,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 book: install
-	$(BIN)/python scripts/build_book.py
+	$(BIN)/python -m coursetools book
 
 test: install
 	$(BIN)/python -m pytest tests -ra
@@ -30,11 +31,11 @@ lint: install
 #   make handouts                                   student notebooks + autograder zips in _build/assign/
 #   make grade SUBMISSIONS=dir OUT=dir [ASSIGNMENT=name] [TIMEOUT=300]   grades.csv + feedback/ in OUT
 handouts: install
-	$(BIN)/python scripts/handouts.py
+	$(BIN)/python -m coursetools handouts
 
 grade: handouts
-	@test -n "$(SUBMISSIONS)" -a -n "$(OUT)" || { echo "usage: make grade SUBMISSIONS=dir OUT=dir [ASSIGNMENT=name]"; exit 2; }
-	$(BIN)/python scripts/grade.py "$(SUBMISSIONS)" --out "$(OUT)" $(if $(ASSIGNMENT),--assignment "$(ASSIGNMENT)") $(if $(TIMEOUT),--timeout $(TIMEOUT))
+	@test -n "$(SUBMISSIONS)" -a -n "$(OUT)" || { echo "usage: make grade SUBMISSIONS=dir OUT=dir [ASSIGNMENT=name] [TIMEOUT=300]"; exit 2; }
+	$(BIN)/python -m coursetools grade "$(SUBMISSIONS)" --out "$(OUT)" $(if $(ASSIGNMENT),--assignment "$(ASSIGNMENT)") $(if $(TIMEOUT),--timeout $(TIMEOUT))
 
 # Every lab at full size on a CUDA machine (FashionMNIST, 10 epochs): executed notebooks, figures
 # and timings in _build/labs-gpu/ (see labs/README.md)

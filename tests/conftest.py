@@ -13,7 +13,6 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_TIMES: dict[str, float] = {}
 
 
-
 def course_notebooks() -> list[Path]:
     """Every notebook of the course under chapters/ and labs/ (not generated ones)."""
     skip = {"_build", ".ipynb_checkpoints", "handouts", "dist"}
@@ -46,7 +45,7 @@ def run_nbval(notebook: Path, timeout: int = 600) -> subprocess.CompletedProcess
 def built_book() -> Path:
     """Build the website once per session (every notebook executed); returns ``_build/html``."""
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_book.py")], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "coursetools", "book"], cwd=ROOT,
                             capture_output=True, text=True, timeout=1800)
     NOTEBOOK_TIMES["(book build, all notebooks)"] = time.perf_counter() - start
     if result.returncode != 0:

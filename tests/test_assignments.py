@@ -1,6 +1,6 @@
 """The autograded assignments: handouts, autograders, grading of a class folder, and the site.
 
-One session fixture builds the handouts with the instructor's command (``scripts/handouts.py``),
+One session fixture builds the handouts with the instructor's command (``coursetools handouts``),
 another grades, with the instructor's other command (``scripts/grade.py``), one folder per
 assignment: the solution, the untouched handout, and every plausible wrong answer kept in
 ``tests/fixtures/assignments/NAME/wrong_*.py``. For ``01_sgd_loop`` that folder is a whole class,
@@ -25,6 +25,9 @@ import nbformat
 import pytest
 from conftest import NOTEBOOK_TIMES, ROOT
 
+from coursetools import leaks
+from coursetools.handouts import masters
+
 FIXTURES = ROOT / "tests" / "fixtures" / "assignments"
 CLASS_ASSIGNMENT = "01_sgd_loop"
 CLASS_TIMEOUT = 60  # seconds per submission in the class folder (the hanging one uses it all)
@@ -41,8 +44,7 @@ def _script(name: str):
     return sys.modules[key]
 
 
-handouts = _script("handouts")
-MASTERS = handouts.masters()
+MASTERS = masters()
 NAMES = [m.stem for m in MASTERS]
 WRONG = sorted(FIXTURES.glob("*/wrong_*.py"))
 
@@ -94,11 +96,11 @@ def assign_build(tmp_path_factory) -> Path:
 
     build = tmp_path_factory.mktemp("assign")
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "handouts.py"),
+    result = subprocess.run([sys.executable, "-m", "coursetools", "handouts",
                              "--build", str(build), "--no-site"],
                             cwd=ROOT, capture_output=True, text=True, timeout=900)
-    NOTEBOOK_TIMES["(assignments: handouts.py, all)"] = time.perf_counter() - start
-    assert result.returncode == 0, f"handouts.py failed:\n{result.stdout}\n{result.stderr}"
+    NOTEBOOK_TIMES["(assignments: handouts, all)"] = time.perf_counter() - start
+    assert result.returncode == 0, f"coursetools handouts failed:\n{result.stdout}\n{result.stderr}"
     return build
 
 
@@ -171,19 +173,19 @@ def test_there_are_five_assignments():
 def test_handout_has_no_solution_and_no_hidden_test(assign_build: Path, name: str):
     master = ROOT / "labs" / "assignments" / f"{name}.ipynb"
     student = assign_build / name / "student" / f"{name}.ipynb"
-    secrets = handouts.secrets(master)
+    secrets = leaks.secrets(master)
     assert secrets["solution"] and secrets["hidden_names"], "the leak check would check nothing"
-    assert handouts.leaks(master, handouts.notebook_text(student)) == []
+    assert leaks.leaks(master, leaks.notebook_text(student)) == []
     site_copy = ROOT / "labs" / "handouts" / f"{name}.ipynb"
     if site_copy.exists():  # written by the book build; it must be as clean
-        assert handouts.leaks(master, handouts.notebook_text(site_copy)) == []
+        assert leaks.leaks(master, leaks.notebook_text(site_copy)) == []
     for test_file in (assign_build / name / "student" / "tests").glob("*.py"):
         assert "hidden=True" not in test_file.read_text()
     # The check itself must see a leak where there is one: the solution notebook has them all.
     solution = assign_build / name / "autograder"
-    text = handouts.notebook_text(solution / f"{name}.ipynb") + "".join(
+    text = leaks.notebook_text(solution / f"{name}.ipynb") + "".join(
         t.read_text() for t in (solution / "tests").glob("*.py"))
-    found = handouts.leaks(master, text)
+    found = leaks.leaks(master, text)
     for kind in ("solution", "hidden_names"):
         assert len([f for f in found if f.startswith(kind)]) == len(secrets[kind]), kind
     assert any(f.startswith("hidden_lines") for f in found)
@@ -303,7 +305,7 @@ def _page_text(page: Path) -> str:
 def test_site_shows_handouts_without_solutions_or_hidden_tests(built_book: Path):
     pages = sorted(built_book.rglob("*.html"))
     assert pages
-    hidden_names = {n for m in MASTERS for n in handouts.secrets(m)["hidden_names"]}
+    hidden_names = {n for m in MASTERS for n in leaks.secrets(m)["hidden_names"]}
     markers = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN TESTS", "BEGIN QUESTION",
                "BEGIN TEST CONFIG", "ASSIGNMENT CONFIG")
     for page in pages:
@@ -322,11 +324,11 @@ def test_site_shows_handouts_without_solutions_or_hidden_tests(built_book: Path)
     for master in MASTERS:
         download = built_book / "_sources" / "labs" / "handouts" / f"{master.stem}.ipynb"
         assert download.exists(), f"no downloadable handout {download.name}"
-        assert handouts.leaks(master, handouts.notebook_text(download)) == [], download
+        assert leaks.leaks(master, leaks.notebook_text(download)) == [], download
     for master in MASTERS:
         page = built_book / "labs" / "handouts" / f"{master.stem}.html"
         assert page.exists(), f"the site has no page for the handout {master.stem}"
-        assert handouts.leaks(master, _page_text(page)) == [], page
+        assert leaks.leaks(master, _page_text(page)) == [], page
         raw = page.read_text()
         assert "grader.check" in _page_text(page) and "PUBLIC_TESTS" in _page_text(page)
         assert "Traceback" not in raw

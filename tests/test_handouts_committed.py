@@ -33,7 +33,7 @@ def _committed(path: Path) -> bytes | None:
 
 def test_every_master_has_a_committed_up_to_date_handout(tmp_path: Path):
     assert MASTERS, "no master notebook in labs/assignments/"
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "handouts.py"), "--no-site",
+    result = subprocess.run([sys.executable, "-m", "coursetools", "handouts", "--no-site",
                              "--force", "--build", str(tmp_path)],
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr

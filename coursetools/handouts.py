@@ -1,9 +1,9 @@
 """Build the assignments' student handouts and autograder archives with Otter Assign.
 
-    python scripts/handouts.py                  # every master in labs/assignments/ (make handouts)
-    python scripts/handouts.py 01_sgd_loop      # only this one
-    python scripts/handouts.py --run-tests      # also let Otter check that each solution passes
-    python scripts/handouts.py --force          # rebuild even when nothing changed
+    python -m coursetools handouts               # every master in labs/assignments/ (make handouts)
+    python -m coursetools handouts 01_sgd_loop   # only this one
+    python -m coursetools handouts --run-tests   # also let Otter check that each solution passes
+    python -m coursetools handouts --force       # rebuild even when nothing changed
 
 Each master notebook ``labs/assignments/NAME.ipynb`` (solutions, public and hidden tests, in
 Otter's notebook format) becomes, under ``_build/assign/NAME/`` (not committed):
@@ -11,8 +11,8 @@ Otter's notebook format) becomes, under ``_build/assign/NAME/`` (not committed):
 * ``student/NAME.ipynb``: the handout, with ``...`` where the solutions were and only the public
   tests, and ``student/tests/`` with those public tests;
 * ``autograder/NAME.ipynb``: the same notebook with the solutions, ``autograder/tests/`` with all
-  tests, and ``autograder/NAME-autograder.zip``, the archive that ``scripts/grade.py`` (or
-  ``otter run``) grades submissions with.
+  tests, and ``autograder/NAME-autograder.zip``, the archive that ``python -m coursetools grade``
+  (or ``otter run``) grades submissions with (:func:`autograder_archive`).
 
 Three things are added to what Otter writes. Every test case is named after its test function
 (``test_train_matches_torch_sgd`` rather than ``q4 - 2``), so that feedback says which check
@@ -22,18 +22,17 @@ notebook and installs otter-grader where it is missing (Google Colab), so that
 file. And the handout is copied to ``labs/handouts/NAME.ipynb``, the page the website shows; it is
 committed, so that the site's Colab and Binder buttons open it from the repository
 (``tests/test_handouts_committed.py`` checks that they match their masters). Before anything
-is written, the handout is checked for leaks: no line of a solution
+is written, the handout is checked for leaks (:mod:`coursetools.leaks`): no line of a solution
 and no hidden test may appear in it.
 
-A master whose build is up to date (same master, same script, same Otter) is skipped.
+A master whose build is up to date (same master, same code of this package, same Otter) is
+skipped.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import hashlib
-import json
 import re
 import shutil
 import subprocess
@@ -45,116 +44,15 @@ from pathlib import Path
 
 import nbformat
 
-ROOT = Path(__file__).resolve().parent.parent
+from coursetools import leaks, notebooks
+from coursetools.notebooks import ROOT, clear_outputs, notebook_text, tidy
+
 MASTERS = ROOT / "labs" / "assignments"
 BUILD = ROOT / "_build" / "assign"
 SITE = ROOT / "labs" / "handouts"
 OTTER_PIN = "otter-grader==7.0.0"
-KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 
 _TEST_CASE = re.compile(r"@test_case\((points=[^\n]*?)\)\ndef (\w+)\(")
-_CONFIG_START = re.compile(r'^\s*(?:\w+\s*=\s*)?"""?\s*#\s*BEGIN\s+TEST\s+CONFIG', re.I)
-_CONFIG_END = re.compile(r'^\s*"""?\s*#\s*END\s+TEST\s+CONFIG', re.I)
-
-
-# ----------------------------------------------------------------------------------------------
-# What a master holds: solution lines and hidden tests (what a handout must never show)
-# ----------------------------------------------------------------------------------------------
-
-def _raw_marker(cell) -> str:
-    """'BEGIN SOLUTION', 'END TESTS', ... for Otter's raw delimiter cells, else ''."""
-    if cell.cell_type != "raw":
-        return ""
-    first = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
-    match = re.match(r"#\s*((?:BEGIN|END)\s+(?:SOLUTION|TESTS|QUESTION|PROMPT))", first, re.I)
-    return " ".join(match.group(1).upper().split()) if match else ""
-
-
-def _test_config(source: str) -> tuple[dict, str]:
-    """The YAML test config of an Otter test cell, and the code after it."""
-    lines = source.splitlines()
-    if lines and _CONFIG_START.match(lines[0]):
-        for i, line in enumerate(lines[1:], start=1):
-            if _CONFIG_END.match(line):
-                import yaml
-
-                return yaml.safe_load("\n".join(lines[1:i])) or {}, "\n".join(lines[i + 1:])
-    return {}, source
-
-
-def secrets(master: Path) -> dict[str, list[str]]:
-    """What a handout must not contain: solution lines, hidden test names and hidden test lines.
-
-    Solution lines are those between ``# BEGIN SOLUTION`` and ``# END SOLUTION`` (or ending in
-    ``# SOLUTION``) in the master's solution cells; hidden tests are the test cells whose config
-    says ``hidden: true``. Lines shorter than 12 characters, and lines that also occur in the
-    master's public parts (its prose, its other code, its public tests, as written and as Otter
-    rewrites them), give nothing away and are left out.
-    """
-    nb = nbformat.read(master, as_version=4)
-    solution, hidden_names, hidden_lines, public = [], [], [], []
-    block = None
-    for cell in nb.cells:
-        marker = _raw_marker(cell)
-        if marker in ("BEGIN SOLUTION", "BEGIN TESTS"):
-            block = marker
-            continue
-        if marker in ("END SOLUTION", "END TESTS"):
-            block = None
-            continue
-        if cell.cell_type == "raw":
-            continue
-        if cell.cell_type == "code" and block == "BEGIN SOLUTION":
-            inside = False
-            for line in cell.source.splitlines():
-                tag = line.strip()
-                if tag.startswith("# BEGIN SOLUTION"):
-                    inside = True
-                elif tag.startswith("# END SOLUTION"):
-                    inside = False
-                elif inside or tag.endswith("# SOLUTION"):
-                    solution.append(tag.removesuffix("# SOLUTION").strip())
-                else:
-                    public.append(line)
-        elif cell.cell_type == "code" and block == "BEGIN TESTS":
-            config, code = _test_config(cell.source)
-            first = cell.source.lstrip().splitlines()[0] if cell.source.strip() else ""
-            hidden = config.get("hidden", bool(re.match(r"#.*\bhidden\b", first, re.I)))
-            tree = ast.parse(code)
-            if hidden:
-                hidden_names += [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
-                hidden_lines += [ln.strip() for ln in code.splitlines()]
-                hidden_lines += [ln.strip() for ln in ast.unparse(tree).splitlines()]
-            else:
-                public += [code, ast.unparse(tree)]
-        else:
-            public.append(cell.source)
-    corpus = "\n".join(public)
-
-    def keep(lines):
-        return sorted({ln for ln in lines if len(ln) >= 12 and ln not in corpus})
-
-    return {"solution": keep(solution), "hidden_names": keep(hidden_names),
-            "hidden_lines": keep(hidden_lines)}
-
-
-def leaks(master: Path, text: str) -> list[str]:
-    """The secrets of ``master`` (see :func:`secrets`) that occur in ``text``."""
-    found = []
-    for kind, items in secrets(master).items():
-        found += [f"{kind}: {item}" for item in items if item in text]
-    return found
-
-
-def notebook_text(path: Path) -> str:
-    """Every cell's source and every stored text output of a notebook, plus its metadata."""
-    nb = nbformat.read(path, as_version=4)
-    parts = [json.dumps(nb.metadata)]
-    for cell in nb.cells:
-        parts.append(cell.source)
-        for out in cell.get("outputs", []):
-            parts.append(json.dumps(out))
-    return "\n".join(parts)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -214,19 +112,14 @@ grader = otter.Notebook(tests_dir=str(tests_dir))
     return [note, cell]
 
 
-def _tidy(nb: nbformat.NotebookNode, name: str) -> nbformat.NotebookNode:
-    nb.metadata = {"kernelspec": dict(KERNELSPEC),
-                   "language_info": {"name": "python"},
-                   "otter": {"assignment_name": name}}
+def _finish(nb: nbformat.NotebookNode, name: str) -> nbformat.NotebookNode:
+    """Tidy, no outputs, Otter's assignment name and deterministic cell ids."""
+    nb.metadata = {"language_info": {"name": "python"}, "otter": {"assignment_name": name}}
     for i, cell in enumerate(nb.cells):
         # Deterministic cell ids: the handouts are committed (Colab and Binder open them from
         # the repository), so rebuilding an unchanged master must not change them.
         cell.id = f"{name[:50]}-{i:03d}"
-        for key in ("lines_to_next_cell", "execution", "papermill"):
-            cell.metadata.pop(key, None)
-        if cell.cell_type == "code":
-            cell.outputs, cell.execution_count = [], None
-    return nb
+    return clear_outputs(tidy(nb))
 
 
 def replace_init_cell(path: Path, name: str, public_tests: dict[str, str]) -> None:
@@ -236,11 +129,17 @@ def replace_init_cell(path: Path, name: str, public_tests: dict[str, str]) -> No
              if not (c.cell_type == "code" and c.source.startswith("# Initialize Otter"))]
     first_md = next((i for i, c in enumerate(cells) if c.cell_type == "markdown"), -1)
     nb.cells = cells[: first_md + 1] + setup_cells(name, public_tests) + cells[first_md + 1:]
-    nbformat.write(_tidy(nb, name), path)
+    nbformat.write(_finish(nb, name), path)
 
 
-def _rezip(autograder: Path, name: str) -> Path:
-    """Rewrite Otter's time-stamped archive as NAME-autograder.zip with the renamed test files."""
+# ----------------------------------------------------------------------------------------------
+# The autograder archive (what grading takes)
+# ----------------------------------------------------------------------------------------------
+
+def autograder_archive(autograder: Path, name: str) -> Path:
+    """``autograder/NAME-autograder.zip``: Otter's time-stamped archive rewritten under a fixed
+    name, with the test files renamed by :func:`name_test_cases` (read from ``autograder/tests``).
+    """
     stamped = [z for z in autograder.glob("*.zip") if z.name != f"{name}-autograder.zip"]
     if len(stamped) != 1:
         raise RuntimeError(f"expected one autograder zip from otter assign in {autograder}, "
@@ -264,9 +163,9 @@ def _rezip(autograder: Path, name: str) -> Path:
 def _fingerprint(master: Path, run_tests: bool) -> str:
     import otter
 
+    code = [Path(m.__file__).read_bytes() for m in (sys.modules[__name__], leaks, notebooks)]
     h = hashlib.sha256()
-    for part in (master.read_bytes(), Path(__file__).read_bytes(), otter.__version__.encode(),
-                 str(run_tests).encode()):
+    for part in (master.read_bytes(), *code, otter.__version__.encode(), str(run_tests).encode()):
         h.update(part)
     return h.hexdigest()
 
@@ -300,11 +199,11 @@ def build_one(master: Path, build: Path = BUILD, site: Path | None = SITE,
             test.write_text(name_test_cases(test.read_text()))
             if folder.parent.name == "student":
                 public[test.stem] = test.read_text()
-    _rezip(out / "autograder", name)
+    autograder_archive(out / "autograder", name)
     for nb in (out / "student" / f"{name}.ipynb", out / "autograder" / f"{name}.ipynb"):
         replace_init_cell(nb, name, public)
     student = out / "student" / f"{name}.ipynb"
-    found = leaks(master, notebook_text(student))
+    found = leaks.leaks(master, notebook_text(student))
     if found:
         raise RuntimeError(f"the handout {student} gives away:\n  " + "\n  ".join(found))
     if site is not None:
@@ -315,6 +214,7 @@ def build_one(master: Path, build: Path = BUILD, site: Path | None = SITE,
 
 
 def masters(names: list[str] | None = None, folder: Path = MASTERS) -> list[Path]:
+    """The master notebooks of ``folder`` (all, or those of ``names``), sorted."""
     found = sorted(folder.glob("*.ipynb"))
     if names:
         by_name = {m.stem: m for m in found}
@@ -327,7 +227,8 @@ def masters(names: list[str] | None = None, folder: Path = MASTERS) -> list[Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m coursetools handouts",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="assignments to build (default: all)")
     parser.add_argument("--run-tests", action="store_true",
                         help="let otter assign check that every solution passes its tests")
@@ -363,6 +264,3 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.build}" + ("" if site is None else f" and {site}"), flush=True)
     return 1 if failed else 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

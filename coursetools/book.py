@@ -1,0 +1,66 @@
+"""Build the course website with every notebook executed, and report what failed.
+
+    python -m coursetools book            # what `make book` runs
+
+First the student handouts that the site shows (:mod:`coursetools.handouts`), then
+``jupyter-book build`` with warnings as errors (``-W -n --keep-going``); the build fails when any
+notebook failed to execute. Jupyter Book writes the tracebacks of failed notebooks under
+``_build/html/reports``: :func:`report` prints them and removes them, since they are not part of
+the site.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from coursetools import handouts
+from coursetools.notebooks import ROOT
+
+
+def report(root: Path, code: int) -> int:
+    """Print the tracebacks of the notebooks that failed, remove them from the site, and return
+    the build's exit status: 1 when a notebook failed, else jupyter-book's ``code``."""
+    reports = root / "_build" / "html" / "reports"
+    failed = sorted(reports.rglob("*.err.log")) if reports.exists() else []
+    for log in failed:
+        print(f"\n===== notebook failed: {log.name} =====\n{log.read_text()}", file=sys.stderr)
+    shutil.rmtree(reports, ignore_errors=True)
+    if failed:
+        print(f"book: {len(failed)} notebook(s) failed to execute", file=sys.stderr)
+        return 1
+    if code:
+        print(f"book: jupyter-book exited with {code}", file=sys.stderr)
+        return code
+    print(f"book: site ready at {root / '_build' / 'html' / 'index.html'}")
+    return 0
+
+
+def build(root: Path = ROOT, builder: str = "html") -> int:
+    """The handouts, then the website from ``root``; returns the exit status."""
+    code = handouts.main([])
+    if code:
+        print(f"book: building the handouts failed (exit {code})", file=sys.stderr)
+        return code
+    # A clean Sphinx build every time: an incremental build after a failed one reports success
+    # without re-reading the pages that failed. Executed notebooks stay cached by content.
+    for stale in ("html", ".doctrees", "jupyter_execute"):
+        shutil.rmtree(root / "_build" / stale, ignore_errors=True)
+    jb = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(jb), "build", str(root), "--builder", builder, "-W", "-n", "--keep-going"]
+    print("book:", " ".join(cmd), flush=True)
+    start = time.perf_counter()
+    code = subprocess.call(cmd, cwd=root)
+    print(f"book: jupyter-book took {time.perf_counter() - start:.0f} s", flush=True)
+    return report(root, code)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m coursetools book",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--builder", default="html", help="Sphinx builder (default: html)")
+    return build(builder=parser.parse_args(argv).builder)
