@@ -1,7 +1,7 @@
 """The autograded assignments: handouts, autograders, grading of a class folder, and the site.
 
 One session fixture builds the handouts with the instructor's command (``coursetools handouts``),
-another grades, with the instructor's other command (``scripts/grade.py``), one folder per
+another grades, with the instructor's other command (``coursetools grade``), one folder per
 assignment: the solution, the untouched handout, and every plausible wrong answer kept in
 ``tests/fixtures/assignments/NAME/wrong_*.py``. For ``01_sgd_loop`` that folder is a whole class,
 with submissions that crash, hang, exit, flood their output, are misnamed, are not notebooks or
@@ -13,7 +13,6 @@ from __future__ import annotations
 import ast
 import csv
 import html
-import importlib.util
 import json
 import re
 import shutil
@@ -26,22 +25,12 @@ import pytest
 from conftest import NOTEBOOK_TIMES, ROOT
 
 from coursetools import leaks
+from coursetools.grading.isolation import network_isolation
 from coursetools.handouts import masters
 
 FIXTURES = ROOT / "tests" / "fixtures" / "assignments"
 CLASS_ASSIGNMENT = "01_sgd_loop"
 CLASS_TIMEOUT = 60  # seconds per submission in the class folder (the hanging one uses it all)
-
-
-def _script(name: str):
-    """scripts/NAME.py as a module (registered, so that its dataclasses work)."""
-    key = f"course_scripts_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, ROOT / "scripts" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
-    return sys.modules[key]
 
 
 MASTERS = masters()
@@ -130,7 +119,7 @@ def _submissions(name: str, build: Path, folder: Path) -> None:
 
 @pytest.fixture(scope="session")
 def graded(assign_build: Path, tmp_path_factory) -> dict[str, dict]:
-    """Grade one folder per assignment with scripts/grade.py, all at once; {name: results}."""
+    """Grade one folder per assignment with coursetools grade, all at once; {name: results}."""
     import time
 
     base = tmp_path_factory.mktemp("grading")
@@ -139,7 +128,7 @@ def graded(assign_build: Path, tmp_path_factory) -> dict[str, dict]:
     for name in sorted(NAMES, key=lambda n: n != CLASS_ASSIGNMENT):  # the slow class first
         folder = base / "submissions" / name
         _submissions(name, assign_build, folder)
-        cmd = [sys.executable, str(ROOT / "scripts" / "grade.py"), str(folder),
+        cmd = [sys.executable, "-m", "coursetools", "grade", str(folder),
                "--autograder", str(assign_build / name / "autograder" / f"{name}-autograder.zip"),
                "--out", str(base / "out" / name), "--timeout", str(CLASS_TIMEOUT),
                "--jobs", "2" if name == CLASS_ASSIGNMENT else "1"]
@@ -148,7 +137,7 @@ def graded(assign_build: Path, tmp_path_factory) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for name, proc in running.items():
         log, _ = proc.communicate(timeout=1200)
-        assert proc.returncode == 0, f"grade.py failed for {name}:\n{log}"
+        assert proc.returncode == 0, f"coursetools grade failed for {name}:\n{log}"
         results = {p.stem: json.loads(p.read_text())
                    for p in (base / "out" / name / "results").glob("*.json")}
         out[name] = {"results": results, "out": base / "out" / name, "log": log}
@@ -282,8 +271,7 @@ def test_class_folder_gives_the_expected_grade_sheet(graded: dict):
 @pytest.mark.notebooks
 def test_graders_have_no_network(tmp_path: Path):
     """Where the machine allows it, the grading process cannot open a connection outside."""
-    grade = _script("grade")
-    prefix = grade.network_isolation()
+    prefix = network_isolation()
     if not prefix:
         pytest.skip("this machine allows no network namespace; proxies only")
     code = ("import socket\ntry:\n    socket.create_connection(('pypi.org', 443), timeout=3)\n"
