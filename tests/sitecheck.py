@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -18,9 +17,10 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import yaml
 
+from coursetools.notebooks import notebook_code  # noqa: F401  (the book's own analysis)
+from coursetools.sphinxext.labkit_links import labkit_names_used, source_page  # noqa: F401
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "_ext"))
-from labkit_links import labkit_names_used, notebook_code  # noqa: E402, F401  (the book's own)
 
 SOURCE_SUFFIXES = (".md", ".ipynb", ".rst")
 

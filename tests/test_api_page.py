@@ -102,3 +102,19 @@ def test_data_docstrings_survive_napoleon(module: str):
                 bad.append(f"line {first + 1}: {comment}")
     assert not bad, (f"{module}: reword without a colon (napoleon takes the part before it as "
                      "the type):\n" + "\n".join(bad))
+
+
+def test_the_book_loads_its_extensions_as_modules():
+    """``_config.yml`` names importable extensions (no ``local_extensions``, no path added), and
+    sphinx.ext.viewcode gives every API entry its [source] link."""
+    import yaml
+
+    sphinx = yaml.safe_load((ROOT / "_config.yml").read_text())["sphinx"]
+    assert "local_extensions" not in sphinx, "load the book's extensions as modules instead"
+    extensions = sphinx["extra_extensions"]
+    assert "sphinx.ext.viewcode" in extensions
+    own = [e for e in extensions if e.startswith("coursetools.")]
+    assert own, "the book's extensions in coursetools.sphinxext are not loaded"
+    for name in own:
+        assert callable(getattr(importlib.import_module(name), "setup", None)), name
+    assert not (ROOT / "_ext").exists(), "_ext/ is gone: the extensions live in coursetools/"

@@ -4,8 +4,12 @@
 * every chapter cites the literature, and each citation links an entry of the bibliography page;
 * every chapter links the labkit functions its notebooks use (on the API page) and the labs that
   practise it; every lab links the chapter it practises;
+* every labkit name used on a page links to its source: each entry of the API page has a
+  ``[source]`` link to its code (``_modules/...``, written by sphinx.ext.viewcode), and the
+  ``{labkit-used}`` list links each name both to its API entry and to its code;
 * the API page has a section for every labkit module;
-* the labs that can use a GPU say so (``GPU_NOTE``).
+* the labs that can use a GPU say so (``GPU_NOTE``);
+* no page shows test scaffolding (the text ``NBVAL``).
 
 Pages come from ``_toc.yml`` (see ``sitecheck.py``), so new chapters and labs are checked as
 they are added. Run alone with ``BOOK_HTML=_build/html`` to reuse a built site.
@@ -21,6 +25,7 @@ import pytest
 from sitecheck import (
     ROOT,
     chapter_of,
+    check_internal_link,
     html_file,
     is_lab,
     labkit_names_used,
@@ -29,6 +34,7 @@ from sitecheck import (
     resolve_link,
     site_dir,
     source_of,
+    source_page,
     toc_pages,
 )
 
@@ -128,6 +134,49 @@ def test_chapter_links_the_labkit_functions_it_uses(chapter: str, site: Path):
         f"page. Add the directive\n```{{labkit-used}}\n```\nto its index.md (it lists and links "
         f"them all), or cite each in the prose, e.g. {{py:func}}`{missing[0]}`:\n  "
         + "\n  ".join(missing))
+
+
+def _source_target(name: str) -> str:
+    """``_modules/labkit/optim/sgd#SGD``: where the site shows the code of ``name``."""
+    module, _, short = name.rpartition(".")
+    return f"{source_page(module)}#{short}"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_labkit_used_links_each_name_to_its_source(chapter: str, site: Path):
+    """The ``{labkit-used}`` list: each name links its API entry and, by ``[source]``, its code."""
+    pages = [p for p in _pages_of(chapter)
+             if (src := source_of(p)) is not None and "{labkit-used}" in src.read_text()]
+    if not pages:
+        pytest.skip(f"{chapter} links its labkit names in its prose (no {{labkit-used}} list)")
+    linked = {t for p in pages for t in _targets(site, p)}
+    used = _labkit_uses(chapter)
+    assert used, f"{chapter}: its {{labkit-used}} list is empty"
+    missing = sorted(n for n in used if f"api#{n}" not in linked or _source_target(n) not in linked)
+    assert not missing, (f"{chapter}: the {{labkit-used}} list does not link these names both to "
+                         f"the API page and to their source: {missing}")
+
+
+def test_every_api_entry_links_its_source(site: Path):
+    """sphinx.ext.viewcode: every function and class on the API page has a working [source]."""
+    from test_api_page import public_modules, public_objects
+
+    linked = _targets(site, "api")
+    missing = [f"{m}.{name}" for m in public_modules() for name in public_objects(m)
+               if _source_target(f"{m}.{name}") not in linked]
+    assert not missing, f"entries of the API page with no [source] link to their code: {missing}"
+    api = html_file(site, "api")
+    broken = [why for href in parse(api).links if "_modules/" in href
+              if (why := check_internal_link(site, api, href))]
+    assert not broken, "broken [source] links on the API page:\n" + "\n".join(broken[:20])
+
+
+def test_no_page_shows_test_scaffolding(site: Path):
+    """nbval's markers are cell tags, never comments in the code a reader sees."""
+    shown = [str(f.relative_to(site)) for f in sorted(site.rglob("*"))
+             if f.suffix in (".html", ".ipynb", ".md", ".txt", ".py") and f.is_file()
+             and "NBVAL" in f.read_text(errors="replace")]
+    assert not shown, f"pages of the site that show the text NBVAL: {shown}"
 
 
 def _chapters_linked_by_labs(site: Path) -> dict[str, set[str]]:

@@ -1,4 +1,5 @@
-"""A directive that links every labkit function a chapter's notebooks use to the API page.
+"""A directive that links every labkit function a chapter's notebooks use to its API entry and
+to its source.
 
 In a chapter's ``index.md``::
 
@@ -6,14 +7,16 @@ In a chapter's ``index.md``::
     ```
 
 renders, one line per module, the labkit functions and classes that the notebooks next to the
-page (``*.ipynb`` of the same folder) call or import, each a link to its entry on the API page.
+page (``*.ipynb`` of the same folder) call or import: each name links to its entry on the API
+page, and the ``[source]`` after it to its code (the page ``_modules/...`` that
+``sphinx.ext.viewcode`` writes, which also gives every entry of the API page its ``[source]``).
 The list is read from the notebooks' code at build time, so it stays right when a notebook
 changes; a name that the API page does not document fails the build (``-n``).
 ``tests/test_site_content.py`` checks that every chapter links what it uses, by this directive or
 by ``{py:func}`` roles in its prose. The analysis (:func:`labkit_names_used`) is shared with the
 tests.
 
-Enabled in ``_config.yml`` under ``sphinx: local_extensions``.
+Enabled in ``_config.yml`` under ``sphinx: extra_extensions``; it loads ``sphinx.ext.viewcode``.
 """
 
 from __future__ import annotations
@@ -21,26 +24,19 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
-import json
+import posixpath
 from collections import defaultdict
 from pathlib import Path
 
 from docutils import nodes
 from sphinx import addnodes
 from sphinx.application import Sphinx
+from sphinx.ext.viewcode import OUTPUT_DIRNAME, viewcode_anchor
 from sphinx.util.docutils import SphinxDirective
 
+from coursetools.notebooks import notebook_code
 
-def notebook_code(path: Path) -> str:
-    """The code cells of a notebook, IPython magics and shell lines removed."""
-    nb = json.loads(path.read_text(encoding="utf-8"))
-    lines = []
-    for cell in nb.get("cells", []):
-        if cell.get("cell_type") != "code":
-            continue
-        source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
-        lines.extend(ln for ln in source.splitlines() if not ln.lstrip().startswith(("%", "!")))
-    return "\n".join(lines)
+__all__ = ["LabkitUsed", "labkit_names_used", "notebook_code", "source_page"]
 
 
 def labkit_names_used(code: str) -> set[str]:
@@ -87,8 +83,14 @@ def labkit_names_used(code: str) -> set[str]:
     return found
 
 
+def source_page(module: str) -> str:
+    """The page of the site that shows the code of ``module`` (written by sphinx.ext.viewcode)."""
+    return posixpath.join(OUTPUT_DIRNAME, module.replace(".", "/"))
+
+
 class LabkitUsed(SphinxDirective):
-    """``{labkit-used}``: links to the labkit functions the notebooks of this folder use."""
+    """``{labkit-used}``: the labkit functions the notebooks of this folder use, each linked to
+    its API entry and followed by a ``[source]`` link to its code."""
 
     has_content = False
 
@@ -116,10 +118,15 @@ class LabkitUsed(SphinxDirective):
                     refwarn=True, refdoc=self.env.docname)
                 xref += nodes.literal(text=short, classes=["xref", "py", "py-obj"])
                 paragraph += xref
+                paragraph += nodes.Text(" ")
+                # Becomes viewcode's own "[source]" link in HTML, and disappears elsewhere.
+                paragraph += viewcode_anchor(reftarget=source_page(module), refid=short,
+                                             refdoc=self.env.docname)
             items += nodes.list_item("", paragraph)
         return [items]
 
 
 def setup(app: Sphinx) -> dict:
+    app.setup_extension("sphinx.ext.viewcode")
     app.add_directive("labkit-used", LabkitUsed)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
