@@ -50,6 +50,11 @@ grade: handouts
 	@test -n "$(SUBMISSIONS)" -a -n "$(OUT)" || { echo "usage: make grade SUBMISSIONS=dir OUT=dir [ASSIGNMENT=name] [TIMEOUT=300]"; exit 2; }
 	$(BIN)/python -m coursetools grade "$(SUBMISSIONS)" --out "$(OUT)" $(if $(ASSIGNMENT),--assignment "$(ASSIGNMENT)") $(if $(TIMEOUT),--timeout $(TIMEOUT))
 
+# The public tree for students in _build/release/ (no master notebook, no solution, no hidden test):
+# what is pushed to the public repository the site's buttons use (see coursetools/release.py)
+release: install
+	$(BIN)/python -m coursetools release
+
 # Every lab at full size on a CUDA machine (FashionMNIST, 10 epochs): executed notebooks, figures
 # and timings in _build/labs-gpu/ (see labs/README.md)
 labs-gpu: install

@@ -1,0 +1,259 @@
+"""Write the public tree for students: what the public repository holds, with no solution in it.
+
+    python -m coursetools release                      # make release: writes _build/release/
+    python -m coursetools release --out DIR
+
+This repository stays private: it holds the assignments' master notebooks (every solution and every
+hidden test), the grading tooling and its wrong-answer fixtures. The release is what is pushed to
+the public repository (``public_repository`` in ``_config.yml``) that the website and its launch
+buttons use. It holds the book's sources (chapters, labs, the assignments' handouts, the API and
+references pages, the Sphinx extensions the book needs), labkit with its ``pyproject.toml``,
+Binder's configuration, a README for students and the requirements without the test and grading
+tools; its ``_config.yml`` points ``repository.url`` (the buttons) at the public repository.
+
+What goes in is a list (:data:`PUBLIC`), not what stays out: a new private file stays private.
+Once written, every file of the release is checked against every master notebook
+(:func:`leaks_in`, with :func:`coursetools.leaks.secrets`): if a line of a solution or a hidden
+test is found anywhere, the release is removed and the command fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import re
+import shutil
+import string
+import sys
+from pathlib import Path
+
+import yaml
+
+from coursetools import leaks
+from coursetools.notebooks import ROOT, notebook_text
+from coursetools.setup_cell import public_repository, release_version
+
+#: What the release copies from the repository (folders whole, less caches and build outputs).
+PUBLIC = (
+    "_toc.yml", "intro.md", "api.md", "references.md", "references.bib",
+    "chapters", "labs/first_training.ipynb", "labs/demo_results.ipynb",
+    "labs/assignments_guide.md", "labs/handouts", "labkit", "pyproject.toml", "binder",
+)
+#: Never copied from inside those folders.
+IGNORE = ("__pycache__", "*.pyc", ".ipynb_checkpoints", "_build", "*.egg-info", ".pytest_cache")
+#: requirements.txt lines the students' copy leaves out: the tests, the browser test, grading.
+PRIVATE_REQUIREMENTS = {"pytest", "pytest-xdist", "playwright", "nbval", "ruff", "psutil",
+                        "papermill"}
+#: The file that marks a folder as a release, which the next release may replace.
+STAMP = ".course-release"
+README = Path(__file__).with_name("release_README.md")
+DEFAULT_OUT = ROOT / "_build" / "release"
+#: Lines of Otter's master format that no public file has.
+OTTER_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN TESTS", "BEGIN QUESTION",
+                 "BEGIN TEST CONFIG", "ASSIGNMENT CONFIG")
+#: Consecutive solution or hidden-test lines that make a leak outside the handouts.
+BLOCK = 3
+#: The value of ``url:`` in the block ``repository:`` of ``_config.yml`` (group 1: what precedes).
+_REPOSITORY_URL = re.compile(r"(?m)^(repository:[ \t]*\n(?:[ \t]+.*\n|[ \t]*\n)*?"
+                             r"[ \t]+url:[ \t]*)\S.*$")
+
+
+class ReleaseError(RuntimeError):
+    """The release cannot be written (bad output folder, bad configuration) or would leak."""
+
+
+def public_config(text: str, url: str) -> str:
+    """``_config.yml``'s text with ``repository.url`` set to ``url`` (comments kept)."""
+    new, count = _REPOSITORY_URL.subn(lambda m: m.group(1) + url, text, count=1)
+    if count != 1 or (yaml.safe_load(new).get("repository") or {}).get("url") != url:
+        raise ReleaseError("_config.yml: found no 'url:' under 'repository:' to point at the "
+                           "public repository")
+    return new
+
+
+def public_requirements(text: str) -> str:
+    """``requirements.txt`` without :data:`PRIVATE_REQUIREMENTS` (and the comments above them)."""
+    kept, comments = [], []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            comments.append(line)
+            continue
+        name = re.split(r"[\s=<>!~;\[]", stripped, maxsplit=1)[0].lower().replace("_", "-")
+        if name not in PRIVATE_REQUIREMENTS:
+            kept += comments + [line]
+        comments = []
+    return "\n".join(kept).strip("\n") + "\n"
+
+
+def _module_file(name: str, root: Path) -> Path | None:
+    """The file of module ``name`` in the repository at ``root``, or None when it is not there."""
+    base = root.joinpath(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imports(path: Path, name: str) -> set[str]:
+    """The modules that module ``name`` (file ``path``) imports, relative imports resolved."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            found.add(base)
+            found |= {f"{base}.{a.name}" for a in node.names}
+    return found
+
+
+def extension_files(config: dict, root: Path = ROOT) -> list[str]:
+    """What the book's own Sphinx extensions need from the repository, relative to ``root``: the
+    folders of ``sphinx.local_extensions``, and for ``sphinx.extra_extensions`` that live in the
+    repository (``coursetools.sphinxext.*``) every module they import from it, with the
+    ``__init__.py`` of each package on the way (labkit is released whole anyway)."""
+    sphinx = config.get("sphinx") or {}
+    found = set()
+    for folder in (sphinx.get("local_extensions") or {}).values():
+        path = (root / folder).resolve()
+        if not path.is_dir() or not path.is_relative_to(root):
+            raise ReleaseError(f"_config.yml: local extension folder {folder!r} not found")
+        found.add(str(path.relative_to(root)))
+    todo = [name for name in sphinx.get("extra_extensions") or []
+            if name.split(".")[0] != "labkit" and _module_file(name, root)]
+    seen = set()
+    while todo:
+        name = todo.pop()
+        path = _module_file(name, root)
+        if name in seen or path is None or name.split(".")[0] == "labkit":
+            continue
+        seen.add(name)
+        found.add(str(path.relative_to(root)))
+        parts = name.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]
+        todo += sorted(_imports(path, name))
+    return sorted(found)
+
+
+def _text(path: Path) -> str:
+    """A file's text; for a notebook, its cells' sources and outputs too (JSON escapes them)."""
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    if path.suffix == ".ipynb":
+        try:
+            text += "\n" + notebook_text(path)
+        except Exception:                                  # noqa: BLE001 - not a notebook
+            pass
+    return text
+
+
+def _runs(text: str, secret: set[str], length: int) -> list[str]:
+    """Every run of ``length`` or more consecutive lines of ``text`` (blank lines skipped) that
+    are all in ``secret``, as its first line."""
+    found, run = [], []
+    for line in [ln.strip() for ln in text.splitlines() if ln.strip()] + [""]:
+        if line in secret:
+            run.append(line)
+            continue
+        if len(run) >= length:
+            found.append(f"{len(run)} lines from {run[0]!r}")
+        run = []
+    return found
+
+
+def leaks_in(tree: Path, masters: list[Path], handouts: str = "labs/handouts") -> list[str]:
+    """``'FILE: WHAT'`` for everything of ``masters`` that a file under ``tree`` gives away.
+
+    Three checks, as strict as each kind of file allows:
+
+    * every file: no hidden test's name and none of Otter's markers (``BEGIN SOLUTION``, ...);
+    * the handout ``HANDOUTS/NAME.ipynb`` of a master ``NAME.ipynb``: no line of its solutions
+      and no line of its hidden tests (:func:`coursetools.leaks.leaks`, as the handouts build);
+    * every other file: no :data:`BLOCK` consecutive lines that are all solution or hidden-test
+      lines of the masters. A single line such as ``with torch.no_grad():`` occurs in solutions
+      and in labkit alike and gives nothing away; a block of them is a pasted solution.
+    """
+    names = {n for m in masters for n in leaks.secrets(m)["hidden_names"]}
+    lines = {ln for m in masters for kind, items in leaks.secrets(m).items()
+             if kind != "hidden_names" for ln in items}
+    by_handout = {f"{handouts}/{m.name}": m for m in masters}
+    found = []
+    for path in sorted(p for p in tree.rglob("*") if p.is_file()):
+        rel, text = path.relative_to(tree).as_posix(), _text(path)
+        found += [f"{rel}: hidden test {n}" for n in sorted(names) if n in text]
+        found += [f"{rel}: Otter marker {m!r}" for m in OTTER_MARKERS if m in text]
+        if rel in by_handout:
+            found += [f"{rel}: {item}" for item in leaks.leaks(by_handout[rel], text)]
+        else:
+            found += [f"{rel}: solution or hidden test, {run}" for run in _runs(text, lines, BLOCK)]
+    return found
+
+
+def _check_out(out: Path, root: Path) -> None:
+    """Refuse an output folder that the release must not wipe."""
+    if root.is_relative_to(out) or any(out.is_relative_to(root / p) for p in PUBLIC):
+        raise ReleaseError(f"--out {out}: would overwrite the repository's own files")
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / STAMP).exists())):
+        raise ReleaseError(f"--out {out}: exists and is not an earlier release (no {STAMP}); "
+                           "remove it or choose another folder")
+
+
+def build_release(out: Path = DEFAULT_OUT, root: Path = ROOT) -> Path:
+    """Write the release into ``out`` (replacing an earlier release there) and check it for
+    leaks; return ``out``. Raises :class:`ReleaseError` on a bad ``out`` or a leak."""
+    out, root = Path(out).resolve(), Path(root).resolve()
+    _check_out(out, root)
+    url, version = public_repository(root), release_version(root)
+    config_text = (root / "_config.yml").read_text(encoding="utf-8")
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    for item in PUBLIC + tuple(extension_files(yaml.safe_load(config_text), root)):
+        source, target = root / item, out / item
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns(*IGNORE),
+                            dirs_exist_ok=True)
+        elif source.is_file():
+            shutil.copy2(source, target)
+        else:
+            raise ReleaseError(f"{item}: listed in coursetools.release.PUBLIC but not found")
+    (out / "_config.yml").write_text(public_config(config_text, url), encoding="utf-8")
+    (out / "requirements.txt").write_text(
+        public_requirements((root / "requirements.txt").read_text(encoding="utf-8")))
+    readme = string.Template(README.read_text(encoding="utf-8"))
+    (out / "README.md").write_text(readme.substitute(repository=url, version=version,
+                                                     folder=url.rsplit("/", 1)[-1]),
+                                   encoding="utf-8")
+    (out / ".gitignore").write_text((root / ".gitignore").read_text(encoding="utf-8")
+                                    + f"{STAMP}\n")
+    found = leaks_in(out, sorted((root / "labs" / "assignments").glob("*.ipynb")))
+    if found:
+        shutil.rmtree(out)
+        raise ReleaseError("the release would give away solutions or hidden tests, so it was "
+                           "removed:\n  " + "\n  ".join(found))
+    (out / STAMP).write_text(f"labkit {version} for {url}\n")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m coursetools release",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help="where to write it (default: _build/release)")
+    args = parser.parse_args(argv)
+    try:
+        out = build_release(args.out)
+    except (ReleaseError, ValueError) as error:
+        print(f"release: {error}", file=sys.stderr)
+        return 1
+    files = sum(1 for p in out.rglob("*") if p.is_file())
+    version = release_version()
+    print(f"release: {files} files in {out}, checked: no solution and no hidden test.\n"
+          f"Publish it: copy it over a clone of {public_repository()} (keep its .git), commit, "
+          f"tag v{version} (the notebooks' setup cell installs labkit from that tag) and push "
+          "with the tag.")
+    return 0
