@@ -25,6 +25,7 @@ import re
 import shutil
 import string
 import sys
+from collections import Counter
 from pathlib import Path
 
 import yaml
@@ -151,17 +152,20 @@ def _text(path: Path) -> str:
     return text
 
 
-def _runs(text: str, secret: set[str], length: int) -> list[str]:
-    """Every run of ``length`` or more consecutive lines of ``text`` (blank lines skipped) that
-    are all in ``secret``, as its first line."""
+def _runs(text: str, secret: set[str], neutral: set[str], length: int) -> list[str]:
+    """Every run of ``length`` or more lines of ``text`` in ``secret`` with nothing between them
+    but blank lines, lines shorter than 12 characters and lines in ``neutral``; each as
+    ``'N lines from FIRST'``."""
     found, run = [], []
-    for line in [ln.strip() for ln in text.splitlines() if ln.strip()] + [""]:
+    for line in [ln.strip() for ln in text.splitlines()] + [None]:
         if line in secret:
             run.append(line)
+        elif line is not None and (len(line) < 12 or line in neutral):
             continue
-        if len(run) >= length:
-            found.append(f"{len(run)} lines from {run[0]!r}")
-        run = []
+        else:
+            if len(run) >= length:
+                found.append(f"{len(run)} lines from {run[0]!r}")
+            run = []
     return found
 
 
@@ -173,13 +177,18 @@ def leaks_in(tree: Path, masters: list[Path], handouts: str = "labs/handouts") -
     * every file: no hidden test's name and none of Otter's markers (``BEGIN SOLUTION``, ...);
     * the handout ``HANDOUTS/NAME.ipynb`` of a master ``NAME.ipynb``: no line of its solutions
       and no line of its hidden tests (:func:`coursetools.leaks.leaks`, as the handouts build);
-    * every other file: no :data:`BLOCK` consecutive lines that are all solution or hidden-test
-      lines of the masters. A single line such as ``with torch.no_grad():`` occurs in solutions
-      and in labkit alike and gives nothing away; a block of them is a pasted solution.
+    * every other file: no :data:`BLOCK` consecutive lines of one master's solutions or hidden
+      tests. A single line such as ``with torch.no_grad():`` occurs in solutions and in labkit
+      alike and gives nothing away, and the lines that several masters share (``for group in
+      self.param_groups:``) are PyTorch's idioms: they neither count nor break a run. Three
+      lines of one master in a row are a pasted solution.
     """
-    names = {n for m in masters for n in leaks.secrets(m)["hidden_names"]}
-    lines = {ln for m in masters for kind, items in leaks.secrets(m).items()
-             if kind != "hidden_names" for ln in items}
+    secrets = {m: leaks.secrets(m) for m in masters}
+    names = {n for s in secrets.values() for n in s["hidden_names"]}
+    count = Counter(ln for s in secrets.values()
+                    for ln in set(s["solution"]) | set(s["hidden_lines"]))
+    lines = {ln for ln, n in count.items() if n == 1}
+    idioms = set(count) - lines
     by_handout = {f"{handouts}/{m.name}": m for m in masters}
     found = []
     for path in sorted(p for p in tree.rglob("*") if p.is_file()):
@@ -189,7 +198,8 @@ def leaks_in(tree: Path, masters: list[Path], handouts: str = "labs/handouts") -
         if rel in by_handout:
             found += [f"{rel}: {item}" for item in leaks.leaks(by_handout[rel], text)]
         else:
-            found += [f"{rel}: solution or hidden test, {run}" for run in _runs(text, lines, BLOCK)]
+            found += [f"{rel}: solution or hidden test, {run}"
+                      for run in _runs(text, lines, idioms, BLOCK)]
     return found
 
 
