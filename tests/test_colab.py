@@ -170,8 +170,9 @@ def _execute(colab: dict, notebook: Path, monkeypatch, cells: int | None = None,
 
 
 def _setup_output(nb: nbformat.NotebookNode) -> str:
-    (cell,) = [c for c in nb.cells if c.get("id") == setup_cell.CELL_ID]
-    return "".join(o.get("text", "") for o in cell.outputs)
+    cells = [c for c in nb.cells if c.get("id") == setup_cell.CELL_ID]
+    assert len(cells) == 1, "no setup cell: run `python -m coursetools.setup_cell`"
+    return "".join(o.get("text", "") for o in cells[0].outputs)
 
 
 def test_the_environment_has_colab_s_packages_and_not_the_course_s(colab):
