@@ -43,14 +43,16 @@ COLAB = ("torch", "torchvision", "numpy", "scipy", "matplotlib", "pandas", "scik
 ABSENT = ("labkit", "mlxtend")
 WHEELHOUSE = ROOT / ".venv" / "wheelhouse"
 KERNEL = "colab-test"
-CHAPTERS = [nb for nb in setup_cell.notebooks(ROOT) if nb.is_relative_to(ROOT / "chapters")]
-#: Small parameters for the labs' full runs.
+#: Small parameters for the labs that run to the end.
 LABS = {
     "first_training": {"epochs": 1, "batch_size": 256},
     "demo_results": {"epochs": 1, "batch_sizes": [256], "base_batch_size": 256,
                      "sgd_lrs": [10.0, 0.1], "momenta": [0.9], "adam_lrs": [0.01],
                      "vectorize": False, "compare_bf16": False},
 }
+#: The notebooks that run their parameters, setup and import cells: every other one.
+FIRST_CELLS = [nb for nb in setup_cell.notebooks(ROOT)
+               if not (nb.parent == ROOT / "labs" and nb.stem in LABS)]
 
 
 def dependency_closure(names: tuple[str, ...]) -> dict[str, importlib.metadata.Distribution]:
@@ -189,7 +191,7 @@ def test_the_environment_has_colab_s_packages_and_not_the_course_s(colab):
 
 def test_the_setup_cell_installs_labkit_offline_and_the_first_chapter_imports(colab, monkeypatch):
     """In the kernel that installed them, labkit and mlxtend import at once."""
-    nb = _execute(colab, CHAPTERS[0], monkeypatch, cells=3)
+    nb = _execute(colab, FIRST_CELLS[0], monkeypatch, cells=3)
     assert f"installing {colab['env'][setup_cell.MARKER]} {setup_cell.pin('mlxtend')}" in \
         _setup_output(nb)
     where = _python(colab, "import labkit, mlxtend, tqdm; print(labkit.__file__)")
@@ -197,8 +199,9 @@ def test_the_setup_cell_installs_labkit_offline_and_the_first_chapter_imports(co
     assert where.stdout.startswith(str(colab["site"])), where.stdout
 
 
-@pytest.mark.parametrize("notebook", CHAPTERS[1:], ids=[nb.stem for nb in CHAPTERS[1:]])
-def test_every_chapter_runs_its_setup_and_import_cells(colab, monkeypatch, notebook: Path):
+@pytest.mark.parametrize("notebook", FIRST_CELLS[1:],
+                         ids=[str(nb.relative_to(ROOT)) for nb in FIRST_CELLS[1:]])
+def test_every_notebook_runs_its_setup_and_import_cells(colab, monkeypatch, notebook: Path):
     installed = (colab["site"] / "labkit").is_dir()
     nb = _execute(colab, notebook, monkeypatch, cells=3)
     if installed:
