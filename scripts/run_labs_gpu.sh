@@ -57,5 +57,6 @@ PYEOF
 
 if [ "$BENCH" = "1" ]; then
   "$PY" benchmarks/train_speed.py --device "$DEVICE" --repeats 3 | tee "$OUT/train_speed.txt"
+  "$PY" benchmarks/lecture_grid.py --device "$DEVICE" --precision "$PRECISION" --out "$OUT/lecture_grid.json" | tee "$OUT/lecture_grid.txt"
 fi
 echo "executed notebooks, figures and timings in $OUT"
