@@ -1,4 +1,4 @@
-r"""Data-parallel SGD on :mod:`torch.distributed`: the worker code and its launcher (chapter 8).
+r"""Data-parallel SGD on :mod:`torch.distributed`: the worker code and its launcher (chapter 7).
 
 Each of :math:`P` workers holds a copy of the weights :math:`w_t` and computes the gradient of its
 own shard :math:`B_p` of a global mini-batch :math:`B = B_1 \cup \dots \cup B_P` (:math:`b`
@@ -44,9 +44,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import logging
 import math
 import multiprocessing
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -92,12 +94,14 @@ __all__ = [
 
 #: Hooks of :func:`train_worker` (DDP communication hooks from ``torch.distributed.algorithms``).
 HOOKS = ("none", "fp16", "bf16", "powersgd")
+#: PowerSGD's first steps are plain all-reduces (its error feedback starts from them).
+_POWERSGD_START = 2
 #: Ways of combining the workers' gradients in :func:`train_data_parallel`.
 MODES = ("allreduce", "ddp", "local_sgd")
 
 
 class WorkerError(RuntimeError):
-    """A worker process raised (or died); the message carries its rank and traceback (chapter 8).
+    """A worker process raised (or died); the message carries its rank and traceback (chapter 7).
 
     Attributes ``rank`` (the failing worker, or ``-1`` when unknown) and ``worker_traceback``.
     """
@@ -109,7 +113,7 @@ class WorkerError(RuntimeError):
 
 
 class LaunchTimeout(TimeoutError):
-    """The workers did not finish within the launch's ``timeout``; they were killed (chapter 8)."""
+    """The workers did not finish within the launch's ``timeout``; they were killed (chapter 7)."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -117,14 +121,14 @@ class LaunchTimeout(TimeoutError):
 # ----------------------------------------------------------------------------------------------
 
 def rank_and_world() -> tuple[int, int]:
-    """``(rank, world_size)`` of this process: ``(0, 1)`` outside a process group (chapter 8)."""
+    """``(rank, world_size)`` of this process: ``(0, 1)`` outside a process group (chapter 7)."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
 
 
 def worker_device() -> torch.device:
-    """The device of this worker: ``cuda:LOCAL_RANK`` under NCCL, else the CPU (chapter 8)."""
+    """The device of this worker: ``cuda:LOCAL_RANK`` under NCCL, else the CPU (chapter 7)."""
     if dist.is_available() and dist.is_initialized() and dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
@@ -135,7 +139,7 @@ def average_gradients(model: nn.Module) -> int:
 
     .. math:: g \leftarrow \frac1P\sum_{p=1}^P g_p \quad\text{(one all-reduce per parameter)}
 
-    Called between ``backward()`` and ``optimizer.step()`` (chapter 8). Returns the number of
+    Called between ``backward()`` and ``optimizer.step()`` (chapter 7). Returns the number of
     bytes all-reduced (the message size :math:`n` of :func:`ring_allreduce_bytes`); does nothing
     outside a process group.
     """
@@ -157,7 +161,7 @@ def average_parameters(model: nn.Module) -> int:
 
     .. math:: w \leftarrow \frac1P\sum_{p=1}^P w_p
 
-    Called every :math:`H` steps of local SGD (chapter 8); returns the bytes all-reduced.
+    Called every :math:`H` steps of local SGD (chapter 7); returns the bytes all-reduced.
     """
     _, world = rank_and_world()
     sent = 0
@@ -171,7 +175,7 @@ def average_parameters(model: nn.Module) -> int:
 
 def bytes_written() -> int | None:
     """Bytes this process has written through system calls so far (``wchar`` of
-    ``/proc/self/io``); ``None`` where Linux's ``/proc`` is missing (chapter 8).
+    ``/proc/self/io``); ``None`` where Linux's ``/proc`` is missing (chapter 7).
 
     gloo sends its messages with ``write`` calls on sockets, so the difference of two readings
     around an all-reduce measures the bytes the worker sent. NCCL's transfers (NVLink, GPU
@@ -193,7 +197,7 @@ def bytes_written() -> int | None:
 
 def ring_allreduce_bytes(nbytes: float, world_size: int) -> float:
     r"""Bytes each worker sends in a ring all-reduce of a message of ``nbytes``:
-    :math:`2\frac{P-1}{P}\,n` (chapter 8).
+    :math:`2\frac{P-1}{P}\,n` (chapter 7).
 
     The ring's reduce-scatter passes :math:`P-1` chunks of :math:`n/P` bytes to the next worker,
     its all-gather another :math:`P-1` (Patarasuk and Yuan, 2009).
@@ -206,7 +210,7 @@ def ring_allreduce_bytes(nbytes: float, world_size: int) -> float:
 def ring_allreduce_time(nbytes: float | np.ndarray, world_size: int, latency: float,
                         bandwidth: float) -> float | np.ndarray:
     r"""The ring model of an all-reduce's time:
-    :math:`T(n) = 2(P-1)\,\alpha + 2\frac{P-1}{P}\,n/\beta` (chapter 8).
+    :math:`T(n) = 2(P-1)\,\alpha + 2\frac{P-1}{P}\,n/\beta` (chapter 7).
 
     ``latency`` is :math:`\alpha` in seconds per step, ``bandwidth`` :math:`\beta` in bytes per
     second.
@@ -220,7 +224,7 @@ def ring_allreduce_time(nbytes: float | np.ndarray, world_size: int, latency: fl
 def fit_ring_model(nbytes: Sequence[float], seconds: Sequence[float],
                    world_size: int) -> tuple[float, float]:
     r"""Fit :math:`\alpha` (s) and :math:`\beta` (bytes/s) of :func:`ring_allreduce_time` to
-    measured times, by least squares on the relative error (chapter 8).
+    measured times, by least squares on the relative error (chapter 7).
 
     :math:`T = 2(P-1)\alpha + 2\frac{P-1}{P} n \cdot (1/\beta)` is linear in
     :math:`(\alpha, 1/\beta)`; each row is divided by its measured time so that the small
@@ -242,7 +246,7 @@ def fit_ring_model(nbytes: Sequence[float], seconds: Sequence[float],
 
 
 def linear_scaling_lr(step: int, base_lr: float, world_size: int, warmup_steps: int) -> float:
-    r"""The linear scaling rule with gradual warmup (Goyal et al., 2017) (chapter 8).
+    r"""The linear scaling rule with gradual warmup (Goyal et al., 2017) (chapter 7).
 
     With :math:`P` times the batch, use :math:`P` times the rate, reached linearly over the first
     ``warmup_steps`` steps:
@@ -277,14 +281,15 @@ def _register_hook(ddp: nn.Module, hook: str, powersgd_rank: int, seed: int) -> 
         ddp.register_comm_hook(None, default_hooks.bf16_compress_hook)
     elif hook == "powersgd":
         state = powerSGD_hook.PowerSGDState(
-            process_group=None, matrix_approximation_rank=powersgd_rank, start_powerSGD_iter=2,
+            process_group=None, matrix_approximation_rank=powersgd_rank,
+            start_powerSGD_iter=_POWERSGD_START,
             min_compression_rate=2, use_error_feedback=True, warm_start=True, random_seed=seed)
         ddp.register_comm_hook(state, powerSGD_hook.powerSGD_hook)
 
 
 def digits_tensors() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(X_train, y_train, X_test, y_test)`` of ``digits5k``, images flattened to 784 columns
-    (chapter 8 and its lab).
+    (chapter 7 and its lab).
 
     Load them once in the notebook and pass them to the workers (``data=``): the processes then
     share the tensors' memory instead of each parsing the dataset again.
@@ -331,9 +336,10 @@ def train_data_parallel(
     evaluate: bool = True,
     return_weights: bool = False,
     n_train: int | None = None,
+    bucket_cap_mb: float | None = None,
     data: Sequence[torch.Tensor] | None = None,
 ) -> dict[str, Any]:
-    r"""Data-parallel mini-batch SGD on the digits, in the current process group (chapter 8).
+    r"""Data-parallel mini-batch SGD on the digits, in the current process group (chapter 7).
 
     Every worker draws the same random order of the :math:`N` training images (seeded by
     ``seed`` and the epoch); step :math:`t` uses the global batch of :math:`Pb` images
@@ -357,7 +363,8 @@ def train_data_parallel(
     the ring model), ``bytes_measured`` (:func:`bytes_written` during training, ``None`` where not
     measurable), ``seconds``, ``train_loss``/``test_accuracy`` of the final weights (if
     ``evaluate``), and ``weights`` (the flat final weights, if ``return_weights``). ``data``:
-    the tensors of :func:`digits_tensors` (loaded here when ``None``).
+    the tensors of :func:`digits_tensors` (loaded here when ``None``). ``bucket_cap_mb``: DDP's
+    bucket size (its default when ``None``; one bucket for PowerSGD on gloo).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -390,7 +397,12 @@ def train_data_parallel(
     if mode == "ddp":
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        net = DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
+        if hook == "powersgd" and device.type == "cpu" and bucket_cap_mb is None:
+            # On gloo, PowerSGD's chained collectives of several buckets can reach the workers
+            # in different orders (a collective mismatch): keep the gradient in one bucket.
+            bucket_cap_mb = sum(p.numel() * p.element_size() for p in net.parameters()) / 2**20 + 1
+        net = DDP(net, device_ids=[device.index] if device.type == "cuda" else None,
+                  bucket_cap_mb=bucket_cap_mb)
         _register_hook(net, hook, powersgd_rank, seed)
     params = list(net.parameters())
     n_bytes = sum(p.numel() * p.element_size() for p in params)
@@ -419,8 +431,9 @@ def train_data_parallel(
         if mode == "allreduce":
             sent_model += ring_allreduce_bytes(average_gradients(net), group)
         elif mode == "ddp":
-            sent_model += ring_allreduce_bytes(_ddp_message_bytes(net, hook, powersgd_rank),
-                                               group)
+            sent_model += ring_allreduce_bytes(
+                _ddp_message_bytes(net, hook if t >= _POWERSGD_START or hook != "powersgd"
+                                   else "none", powersgd_rank), group)
         optimizer.step()
         if mode == "local_sgd" and ((t + 1) % local_steps == 0 or t + 1 == total_steps):
             sent_model += ring_allreduce_bytes(average_parameters(net), group)
@@ -471,7 +484,7 @@ def _ddp_message_bytes(ddp: nn.Module, hook: str, powersgd_rank: int) -> float:
 
 def train_worker(configs: dict[str, Any] | Sequence[dict[str, Any]],
                  data: Sequence[torch.Tensor] | None = None) -> list[dict[str, Any]]:
-    """Run :func:`train_data_parallel` once per config, in this worker (chapter 8 and its lab).
+    """Run :func:`train_data_parallel` once per config, in this worker (chapter 7 and its lab).
 
     One launch can run several experiments one after the other, saving the start-up of the
     processes. ``data``: the tensors of :func:`digits_tensors`, shared by every config. Returns
@@ -490,7 +503,7 @@ def train_worker(configs: dict[str, Any] | Sequence[dict[str, Any]],
 
 def allreduce_worker(sizes: Sequence[int], repeats: int = 5, warmup: int = 1,
                      min_seconds: float = 0.0) -> dict[str, list[float]]:
-    r"""Time ``dist.all_reduce`` of float32 messages of ``sizes`` bytes (chapter 8).
+    r"""Time ``dist.all_reduce`` of float32 messages of ``sizes`` bytes (chapter 7).
 
     For each size: ``warmup`` untimed calls, then ``repeats`` timed ones (more while their total
     is below ``min_seconds``), each after a barrier; returns the median seconds and the bytes this
@@ -524,17 +537,18 @@ def allreduce_worker(sizes: Sequence[int], repeats: int = 5, warmup: int = 1,
     return out
 
 
-def step_time_worker(bucket_caps_mb: Sequence[float] = (1.0, 25.0), batch_per_worker: int = 32,
-                     hidden: int = 512, steps: int = 20, warmup: int = 3,
-                     seed: int = 0, data: Sequence[torch.Tensor] | None = None) -> dict[str, Any]:
-    r"""DDP's bucketing and overlap, measured on the MLP (chapter 8).
+def step_time_worker(bucket_caps_mb: Sequence[float] = (0.01, 1.0, 25.0),
+                     batch_per_worker: int = 32, hidden: int = 512, steps: int = 20,
+                     warmup: int = 3, seed: int = 0,
+                     data: Sequence[torch.Tensor] | None = None) -> dict[str, Any]:
+    r"""DDP's bucketing and overlap, measured on the MLP (chapter 7).
 
     Median time per training step of: the computation alone (``no_sync``: no communication), the
     hand-written version (all gradients all-reduced after ``backward()``, no overlap), the
     all-reduce of the whole gradient alone, and DDP with each bucket size in ``bucket_caps_mb``
     (buckets are all-reduced while ``backward()`` still runs). Also the bucket count of each DDP
     model. Without overlap a step costs compute + communication; with perfect overlap
-    max(compute, communication).
+    max(compute, communication). ``buckets``: the bytes of each bucket, per bucket size.
     """
     from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -594,18 +608,19 @@ def step_time_worker(bucket_caps_mb: Sequence[float] = (1.0, 25.0), batch_per_wo
 
         result["ddp"].append(timed(ddp_step))
         # DDP rebuilds its buckets after the first step, in the order the gradients came.
-        result["buckets"].append(_bucket_count(net))
+        result["buckets"].append(_bucket_sizes(net))
     return result
 
 
-def _bucket_count(ddp: nn.Module) -> int:
+def _bucket_sizes(ddp: nn.Module) -> list[int]:
+    """Bytes of each of DDP's buckets, as rebuilt after the first step (order of all-reduce)."""
     data = ddp._get_ddp_logging_data()
     sizes = data.get("rebuilt_bucket_sizes") or data.get("bucket_sizes") or ""
-    return len([s for s in str(sizes).split(",") if s.strip()])
+    return [int(s) for s in str(sizes).split(",") if s.strip()]
 
 
 def fault_worker(kind: str = "raise", rank: int = 1, seconds: float = 3600.0) -> str:
-    """A worker that goes wrong on purpose, to show what the launcher does (chapter 8).
+    """A worker that goes wrong on purpose, to show what the launcher does (chapter 7).
 
     ``kind="raise"``: worker ``rank`` raises a ``RuntimeError``; ``"hang"``: it sleeps
     ``seconds`` instead of joining the all-reduce the others wait in (a stuck worker), so they
@@ -614,6 +629,7 @@ def fault_worker(kind: str = "raise", rank: int = 1, seconds: float = 3600.0) ->
     me, _ = rank_and_world()
     if kind == "sleep":
         time.sleep(seconds)
+    dist.barrier()  # every worker is connected before one of them fails
     if me == rank:
         if kind == "raise":
             raise RuntimeError(f"worker {rank} failed on purpose")
@@ -629,7 +645,7 @@ def fault_worker(kind: str = "raise", rank: int = 1, seconds: float = 3600.0) ->
 
 def choose_backend(world_size: int, backend: str = "auto") -> str:
     """``"nccl"`` when CUDA has a GPU for each of the ``world_size`` workers, else ``"gloo"``
-    (chapter 8). An explicit ``backend`` is returned as it is, after a check."""
+    (chapter 7). An explicit ``backend`` is returned as it is, after a check."""
     if backend not in ("auto", "gloo", "nccl"):
         raise ValueError(f"backend must be 'auto', 'gloo' or 'nccl', got {backend!r}")
     if backend != "auto":
@@ -667,8 +683,31 @@ def _entry(rank: int, worker: Callable[..., Any], args: tuple, kwargs: dict, wor
     try:
         result = worker(*args, **kwargs)
         torch.save(result, Path(out_dir) / f"rank{rank}.pt")
+    except BaseException:
+        (Path(out_dir) / f"rank{rank}.error").write_text(traceback.format_exc())
+        raise
     finally:
         dist.destroy_process_group()
+
+
+#: Errors that a worker gets because a peer failed, not because of its own code.
+_PEER_ERROR = re.compile(r"connection (reset|closed) by peer|remote worker|broken pipe|"
+                         r"timed out|communicator was aborted", re.IGNORECASE)
+
+
+def _root_cause(out_dir: str, world_size: int, fallback: int, fallback_text: str,
+                ) -> tuple[int, str]:
+    """The failing worker to report: the first whose error is its own (not a peer's failure)."""
+    errors = {}
+    for rank in range(world_size):
+        path = Path(out_dir) / f"rank{rank}.error"
+        if path.is_file():
+            errors[rank] = path.read_text()
+    if not errors:
+        return fallback, fallback_text
+    own = [r for r, text in errors.items() if not _PEER_ERROR.search(text.strip().splitlines()[-1])]
+    rank = own[0] if own else min(errors)
+    return rank, errors[rank]
 
 
 def _start_method() -> str:
@@ -687,7 +726,7 @@ def launch(
     **kwargs: Any,
 ) -> list[Any]:
     """Run ``worker(*args, **kwargs)`` in ``world_size`` new processes, one process group, and
-    return what each returned, by rank (chapter 8 and its lab).
+    return what each returned, by rank (chapter 7 and its lab).
 
     ``worker`` must be a module-level function (the processes import it); inside it,
     :func:`rank_and_world` and :func:`worker_device` say who and where it is. Each process uses
@@ -748,6 +787,10 @@ def _run_multiprocessing(worker: Callable[..., Any], world_size: int, args: tupl
         args=(worker, tuple(args), dict(kwargs), world_size, backend, init_method, out_dir,
               threads, collective_timeout))
     deadline = time.monotonic() + timeout
+    # torch logs each process it terminates; the exception below already says what happened.
+    spawn_logger = logging.getLogger("torch.multiprocessing.spawn")
+    level = spawn_logger.level
+    spawn_logger.setLevel(logging.ERROR)
     try:
         while True:
             left = deadline - time.monotonic()
@@ -756,19 +799,27 @@ def _run_multiprocessing(worker: Callable[..., Any], world_size: int, args: tupl
                     f"{worker.__name__} on {world_size} workers did not finish within "
                     f"{timeout:g} s (launch timeout); the workers were killed")
             try:
-                if context.join(timeout=min(left, 0.5)):
+                # On a failure, the others get 3 s to stop by themselves (and say why).
+                if context.join(timeout=min(left, 0.5), grace_period=3.0):
                     return
             except ProcessRaisedException as err:
-                message = str(err)
-                last = message.strip().splitlines()[-1] if message.strip() else ""
+                rank, text = _root_cause(out_dir, world_size, err.error_index, str(err))
+                last = text.strip().splitlines()[-1] if text.strip() else ""
                 raise WorkerError(
-                    f"worker {err.error_index} of {world_size} ({worker.__name__}) raised: "
-                    f"{last}\n{message}", rank=err.error_index, worker_traceback=message) from None
+                    f"worker {rank} of {world_size} ({worker.__name__}) raised: {last}\n{text}",
+                    rank=rank, worker_traceback=text) from None
             except ProcessExitedException as err:
+                rank, text = _root_cause(out_dir, world_size, err.error_index, "")
+                if text:
+                    last = text.strip().splitlines()[-1]
+                    raise WorkerError(
+                        f"worker {rank} of {world_size} ({worker.__name__}) raised: {last}\n"
+                        f"{text}", rank=rank, worker_traceback=text) from None
                 raise WorkerError(
                     f"worker {err.error_index} of {world_size} ({worker.__name__}) died with "
                     f"exit code {err.exit_code}", rank=err.error_index) from None
     finally:
+        spawn_logger.setLevel(level)
         for process in context.processes:
             if process.is_alive():
                 process.terminate()
@@ -795,8 +846,10 @@ def _run_torchrun(worker: Callable[..., Any], world_size: int, args: tuple, kwar
         raise LaunchTimeout(f"torchrun with {world_size} workers did not finish within "
                             f"{timeout:g} s (launch timeout); it was killed") from err
     if proc.returncode != 0:
-        raise WorkerError(f"torchrun with {world_size} workers failed (exit {proc.returncode}):\n"
-                          f"{proc.stderr[-4000:]}", worker_traceback=proc.stderr)
+        rank, text = _root_cause(out_dir, world_size, -1, proc.stderr[-4000:])
+        last = text.strip().splitlines()[-1] if text.strip() else ""
+        raise WorkerError(f"worker {rank} of {world_size} under torchrun (exit {proc.returncode}) "
+                          f"raised: {last}\n{text}", rank=rank, worker_traceback=text)
 
 
 def _resolve(spec: str) -> Callable[..., Any]:
@@ -809,7 +862,7 @@ def _resolve(spec: str) -> Callable[..., Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of one worker under ``torchrun`` (chapter 8)::
+    """Entry point of one worker under ``torchrun`` (chapter 7)::
 
         torchrun --nproc-per-node 8 -m labkit.distributed train_worker \\
             --kwargs '{"configs": [{"mode": "ddp", "epochs": 5}]}' --out results/
@@ -841,6 +894,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.save(result, Path(ns.out) / f"rank{rank}.pt")
     except Exception:
         traceback.print_exc()
+        Path(ns.out).mkdir(parents=True, exist_ok=True)
+        (Path(ns.out) / f"rank{rank}.error").write_text(traceback.format_exc())
         raise
     finally:
         dist.destroy_process_group()

@@ -1,4 +1,4 @@
-"""labkit.distributed: data-parallel SGD on torch.distributed (chapter 8).
+"""labkit.distributed: data-parallel SGD on torch.distributed (chapter 7).
 
 Two processes on gloo (CPU): P workers with batch b equal one process with batch P*b in float64,
 DDP equals the hand-written all-reduce, gloo sends the bytes of the ring model, and a worker that
@@ -141,3 +141,8 @@ def test_backend_choice_and_bad_arguments(data):
         train_data_parallel(hook="fp16", data=data)
     with pytest.raises(ValueError, match="process group"):
         train_data_parallel(mode="ddp", data=data)
+
+
+def test_torchrun_as_a_subprocess_gives_the_same_results():
+    results = launch(allreduce_worker, 2, [4096], repeats=1, launcher="torchrun", timeout=180)
+    assert [r["bytes"] for r in results] == [[4096.0], [4096.0]]
