@@ -11,7 +11,8 @@ references pages, the Sphinx extensions the book needs), labkit with its ``pypro
 Binder's configuration, a README for students and the requirements without the test and grading
 tools; its ``_config.yml`` points ``repository.url`` (the buttons) at the public repository.
 
-What goes in is a list (:data:`PUBLIC`), not what stays out: a new private file stays private.
+What goes in is a list (:data:`PUBLIC` and the pages of ``_toc.yml``), not what stays out: a
+new private file stays private.
 Once written, every file of the release is checked against every master notebook
 (:func:`leaks_in`, with :func:`coursetools.leaks.secrets`): if a line of a solution or a hidden
 test is found anywhere, the release is removed and the command fails.
@@ -34,12 +35,10 @@ from coursetools import leaks
 from coursetools.notebooks import ROOT, notebook_text
 from coursetools.setup_cell import public_repository, release_version
 
-#: What the release copies from the repository (folders whole, less caches and build outputs).
-PUBLIC = (
-    "_toc.yml", "intro.md", "api.md", "references.md", "references.bib",
-    "chapters", "labs/first_training.ipynb", "labs/demo_results.ipynb",
-    "labs/assignments_guide.md", "labs/handouts", "labkit", "pyproject.toml", "binder",
-)
+#: What the release copies from the repository (folders whole, less caches and build outputs),
+#: besides every page of the table of contents (:func:`toc_files`).
+PUBLIC = ("_toc.yml", "references.bib", "chapters", "labs/handouts", "labkit", "pyproject.toml",
+          "binder")
 #: Never copied from inside those folders.
 IGNORE = ("__pycache__", "*.pyc", ".ipynb_checkpoints", "_build", "*.egg-info", ".pytest_cache")
 #: requirements.txt lines the students' copy leaves out: the tests, the browser test, grading.
@@ -85,6 +84,26 @@ def public_requirements(text: str) -> str:
             kept += comments + [line]
         comments = []
     return "\n".join(kept).strip("\n") + "\n"
+
+
+def toc_files(root: Path = ROOT) -> list[str]:
+    """Every page that ``_toc.yml`` lists (its root included), as a path relative to ``root``."""
+    pages, todo = [], [yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8"))]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, list):
+            todo += node
+        elif isinstance(node, dict):
+            pages += [node[k] for k in ("root", "file") if isinstance(node.get(k), str)]
+            todo += [v for v in node.values() if isinstance(v, (list, dict))]
+    found = []
+    for page in pages:
+        files = [root / f"{page}{suffix}" for suffix in ("", ".md", ".ipynb", ".rst")]
+        match = [f for f in files if f.is_file()]
+        if not match:
+            raise ReleaseError(f"_toc.yml lists {page!r}, which is not a file")
+        found.append(match[0].relative_to(root).as_posix())
+    return sorted(set(found))
 
 
 def _module_file(name: str, root: Path) -> Path | None:
@@ -221,7 +240,8 @@ def build_release(out: Path = DEFAULT_OUT, root: Path = ROOT) -> Path:
     config_text = (root / "_config.yml").read_text(encoding="utf-8")
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    for item in PUBLIC + tuple(extension_files(yaml.safe_load(config_text), root)):
+    items = {*PUBLIC, *toc_files(root), *extension_files(yaml.safe_load(config_text), root)}
+    for item in sorted(items):
         source, target = root / item, out / item
         target.parent.mkdir(parents=True, exist_ok=True)
         if source.is_dir():
