@@ -2,9 +2,11 @@
 
     python -m coursetools book            # what `make book` runs
 
-First the student handouts that the site shows (:mod:`coursetools.handouts`), then
-``jupyter-book build`` with warnings as errors (``-W -n --keep-going``); the build fails when any
-notebook failed to execute. Jupyter Book writes the tracebacks of failed notebooks under
+First the handouts and autograder archives under ``_build/assign`` (:mod:`coursetools.handouts`),
+and a check that the committed handouts the site shows (``labs/handouts/``) are the ones their
+masters give; then ``jupyter-book build`` with warnings as errors (``-W -n --keep-going``), which
+fails when any notebook failed to execute. The build writes under ``_build/`` only: no tracked
+file changes. Jupyter Book writes the tracebacks of failed notebooks under
 ``_build/html/reports``: :func:`report` prints them and removes them, since they are not part of
 the site.
 """
@@ -42,10 +44,15 @@ def report(root: Path, code: int) -> int:
 
 def build(root: Path = ROOT, builder: str = "html") -> int:
     """The handouts, then the website from ``root``; returns the exit status."""
-    code = handouts.main([])
+    code = handouts.main(["--no-site"])
     if code:
         print(f"book: building the handouts failed (exit {code})", file=sys.stderr)
         return code
+    stale = handouts.stale_site_copies()
+    if stale:
+        print(f"book: the handouts {stale} in {handouts.SITE.relative_to(ROOT)}/ are not what "
+              "their masters give: run `make handouts` and commit them", file=sys.stderr)
+        return 1
     # A clean Sphinx build every time: an incremental build after a failed one reports success
     # without re-reading the pages that failed. Executed notebooks stay cached by content.
     for stale in ("html", ".doctrees", "jupyter_execute"):

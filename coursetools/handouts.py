@@ -213,6 +213,19 @@ def build_one(master: Path, build: Path = BUILD, site: Path | None = SITE,
     return "built", time.perf_counter() - start
 
 
+def stale_site_copies(build: Path = BUILD, site: Path = SITE,
+                      folder: Path = MASTERS) -> list[str]:
+    """The handouts of ``site`` that are missing, differ from the ones built in ``build``, or
+    have no master in ``folder`` (the book build checks them; it writes nothing there)."""
+    names = {m.stem for m in masters(folder=folder)}
+    stale = [p.name for p in site.glob("*.ipynb") if p.stem not in names]
+    for name in names:
+        built, copy = build / name / "student" / f"{name}.ipynb", site / f"{name}.ipynb"
+        if not copy.is_file() or copy.read_bytes() != built.read_bytes():
+            stale.append(copy.name)
+    return sorted(stale)
+
+
 def masters(names: list[str] | None = None, folder: Path = MASTERS) -> list[Path]:
     """The master notebooks of ``folder`` (all, or those of ``names``), sorted."""
     found = sorted(folder.glob("*.ipynb"))

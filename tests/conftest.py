@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -11,6 +12,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_TIMES: dict[str, float] = {}
+#: Files of the checkout that the session's book build wrote over (it must write under _build/).
+BOOK_REWROTE: list[str] = []
+_GENERATED = {"_build", ".venv", ".git", "__pycache__", ".ipynb_checkpoints", ".pytest_cache",
+              ".ruff_cache"}
 
 
 def course_notebooks() -> list[Path]:
@@ -41,12 +46,27 @@ def run_nbval(notebook: Path, timeout: int = 600) -> subprocess.CompletedProcess
     return result
 
 
+def _checkout_files() -> dict[str, int]:
+    """The files of the checkout, outside build outputs, with their modification times."""
+    found = {}
+    for folder, dirs, files in os.walk(ROOT):
+        dirs[:] = [d for d in dirs if d not in _GENERATED and not d.endswith(".egg-info")]
+        for name in files:
+            path = os.path.join(folder, name)
+            found[os.path.relpath(path, ROOT)] = os.stat(path).st_mtime_ns
+    return found
+
+
 @pytest.fixture(scope="session")
 def built_book() -> Path:
-    """Build the website once per session (every notebook executed); returns ``_build/html``."""
+    """Build the website once per session (every notebook executed); returns ``_build/html``.
+    What the build wrote over outside ``_build/`` is left in :data:`BOOK_REWROTE`."""
     start = time.perf_counter()
+    before = _checkout_files()
     result = subprocess.run([sys.executable, "-m", "coursetools", "book"], cwd=ROOT,
                             capture_output=True, text=True, timeout=1800)
+    after = _checkout_files()
+    BOOK_REWROTE[:] = sorted(f for f, mtime in before.items() if after.get(f) != mtime)
     NOTEBOOK_TIMES["(book build, all notebooks)"] = time.perf_counter() - start
     if result.returncode != 0:
         pytest.fail(f"the book build failed (exit {result.returncode}):\n"

@@ -166,7 +166,7 @@ def test_handout_has_no_solution_and_no_hidden_test(assign_build: Path, name: st
     assert secrets["solution"] and secrets["hidden_names"], "the leak check would check nothing"
     assert leaks.leaks(master, leaks.notebook_text(student)) == []
     site_copy = ROOT / "labs" / "handouts" / f"{name}.ipynb"
-    if site_copy.exists():  # written by the book build; it must be as clean
+    if site_copy.exists():  # committed, the page the site shows: it must be as clean
         assert leaks.leaks(master, leaks.notebook_text(site_copy)) == []
     for test_file in (assign_build / name / "student" / "tests").glob("*.py"):
         assert "hidden=True" not in test_file.read_text()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import BOOK_REWROTE
 
 
 @pytest.mark.book
@@ -18,3 +19,10 @@ def test_book_builds_with_executed_notebooks(built_book: Path):
     assert "<img" in html and "data:image/png" in html or "_images/" in html, \
         "chapter 1's figure is missing from its page"
     assert "Traceback" not in html
+
+
+@pytest.mark.book
+def test_book_build_writes_no_file_of_the_checkout(built_book: Path):
+    """Everything the build makes goes under _build/: it writes over no source file (the
+    committed handouts in labs/handouts/ are checked, not regenerated)."""
+    assert not BOOK_REWROTE, f"the book build wrote over files of the checkout: {BOOK_REWROTE}"

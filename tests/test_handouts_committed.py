@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
+from coursetools.handouts import stale_site_copies
+
 MASTERS = sorted((ROOT / "labs" / "assignments").glob("*.ipynb"))
 HANDOUTS = ROOT / "labs" / "handouts"
 
@@ -49,3 +51,23 @@ def test_every_master_has_a_committed_up_to_date_handout(tmp_path: Path):
                        "run `make handouts` and commit labs/handouts/")
     extra = sorted({p.name for p in HANDOUTS.glob("*.ipynb")} - {m.name for m in MASTERS})
     assert not extra, f"handouts without a master: {extra}; delete them"
+
+
+def test_the_book_build_finds_stale_handouts(tmp_path: Path):
+    """``make book`` writes no tracked file: it checks the committed handouts instead, and names
+    those that are missing, differ from what their masters give, or have no master."""
+    masters, build, site = tmp_path / "masters", tmp_path / "build", tmp_path / "site"
+    for folder in (masters, site):
+        folder.mkdir()
+    for name in ("a", "b", "c"):
+        (masters / f"{name}.ipynb").write_text("master")
+        (build / name / "student").mkdir(parents=True)
+        (build / name / "student" / f"{name}.ipynb").write_text(f"handout {name}")
+    (site / "a.ipynb").write_text("handout a")
+    (site / "b.ipynb").write_text("an older handout b")
+    (site / "gone.ipynb").write_text("handout of a deleted master")
+    assert stale_site_copies(build, site, masters) == ["b.ipynb", "c.ipynb", "gone.ipynb"]
+    (site / "b.ipynb").write_text("handout b")
+    (site / "c.ipynb").write_text("handout c")
+    (site / "gone.ipynb").unlink()
+    assert stale_site_copies(build, site, masters) == []
