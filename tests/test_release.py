@@ -137,4 +137,8 @@ def test_the_book_builds_from_the_release_alone(tree: Path):
     html = tree / "_build" / "html"
     assert (html / "labs" / "handouts" / "04_adam.html").is_file()
     assert public_repository() in (html / "intro.html").read_text()
+    page = (html / "chapters" / "01_empirical_risk" / "empirical_risk.html").read_text()
+    hidden = page.split('class="cell tag_hide-input', 1)[-1].split('<div class="cell ', 1)[0]
+    assert "Show code cell source" in hidden and "LABKIT_INSTALL" in hidden, \
+        "the setup cell is not shown collapsed"
     assert release.leaks_in(html, MASTERS) == []
