@@ -120,8 +120,8 @@ def synthetic_images(n: int, seed: int, stream: int) -> tuple[np.ndarray, np.nda
     Each class has a smooth pattern (a 7x7 grid upsampled to 28x28, half shared by all classes,
     half its own; the same in every stream). An image of class ``c`` is its pattern blended with
     a random other class's (weight up to 0.45), times a random contrast, plus Gaussian noise of
-    standard deviation 80: learnable, not trivially (an MLP reaches roughly FashionMNIST's 85-90%
-    test accuracy, not 100%).
+    standard deviation 80: learnable, not trivially (the MLP, 3 epochs on 6,000 such images,
+    tested on 1,000: 85% with SGD at lr 0.1, 89% with Adam at lr 0.001; not 100%).
     """
     patterns = np.random.default_rng([seed, 0])
     shared = patterns.uniform(0, 220, size=(1, 7, 7))
