@@ -799,8 +799,8 @@ def _run_multiprocessing(worker: Callable[..., Any], world_size: int, args: tupl
                     f"{worker.__name__} on {world_size} workers did not finish within "
                     f"{timeout:g} s (launch timeout); the workers were killed")
             try:
-                # On a failure, the others get 3 s to stop by themselves (and say why).
-                if context.join(timeout=min(left, 0.5), grace_period=3.0):
+                # On a failure, the others get 1 s to stop by themselves (and say why).
+                if context.join(timeout=min(left, 0.5), grace_period=1.0):
                     return
             except ProcessRaisedException as err:
                 rank, text = _root_cause(out_dir, world_size, err.error_index, str(err))
