@@ -6,7 +6,8 @@ Usage: ``.venv/bin/python benchmarks/data_parallel.py [--workers 1 2 4] [--batch
 Two measurements, each in freshly launched processes (``labkit.distributed.launch``; gloo on a
 CPU, NCCL when there is a GPU per process):
 
-* **Scaling efficiency.** ``train_data_parallel`` on the labs' MLP (784-512-512-10), DDP with
+* **Scaling efficiency.** ``train_data_parallel`` on the labs' MLP (784-512-512-10), the
+  hand-written all-reduce (one per parameter, after backward) and DDP (buckets, overlap), with
   ``--batch-per-worker`` examples per worker and ``--steps`` steps, for each P of ``--workers``.
   Samples per second = steps x P x b / time of the slowest worker; the efficiency is that rate
   divided by P times the rate of one process (1 for perfect scaling). On a CPU with fewer cores
@@ -47,7 +48,7 @@ def scaling(workers: list[int], batch_per_worker: int, steps: int, hidden: int, 
                   lr=0.05, evaluate=False)
     print(f"scaling: MLP hidden {hidden}, b = {batch_per_worker} per worker, {steps} steps, "
           f"{os.cpu_count()} CPU cores, backend {choose_backend(max(workers), backend)}")
-    print("   P  mode        samples/s  efficiency")
+    print("   P  mode          samples/s  efficiency")
     base_rate = None
     for P in workers:
         configs = [dict(config, mode="allreduce")] + ([dict(config, mode="ddp")] if P > 1 else [])
@@ -57,8 +58,8 @@ def scaling(workers: list[int], batch_per_worker: int, steps: int, hidden: int, 
             rate = steps * P * batch_per_worker / seconds
             if base_rate is None:
                 base_rate = rate
-            name = cfg["mode"] if P > 1 else "alone"
-            print(f"{P:4d}  {name:10s} {rate:10,.0f}  {rate / (P * base_rate):10.2f}")
+            name = {"allreduce": "hand-written", "ddp": "DDP"}[cfg["mode"]] if P > 1 else "alone"
+            print(f"{P:4d}  {name:12s} {rate:10,.0f}  {rate / (P * base_rate):10.2f}")
 
 
 def bandwidth(world: int, sizes_mb: list[float], repeats: int, backend: str,
