@@ -155,7 +155,7 @@ def _execute(colab: dict, notebook: Path, monkeypatch, cells: int | None = None,
     if cells is not None:
         code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
         nb.cells = nb.cells[: code[cells - 1] + 1]
-    work = colab["work"] / notebook.stem
+    work = colab["work"] / "__".join(notebook.relative_to(ROOT).with_suffix("").parts)
     work.mkdir(parents=True)
     nbformat.write(nb, work / notebook.name)
     monkeypatch.setenv("JUPYTER_PATH", str(colab["jupyter"]))
