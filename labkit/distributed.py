@@ -543,12 +543,13 @@ def step_time_worker(bucket_caps_mb: Sequence[float] = (0.01, 1.0, 25.0),
                      data: Sequence[torch.Tensor] | None = None) -> dict[str, Any]:
     r"""DDP's bucketing and overlap, measured on the MLP (chapter 7).
 
-    Median time per training step of: the computation alone (``no_sync``: no communication), the
-    hand-written version (all gradients all-reduced after ``backward()``, no overlap), the
-    all-reduce of the whole gradient alone, and DDP with each bucket size in ``bucket_caps_mb``
-    (buckets are all-reduced while ``backward()`` still runs). Also the bucket count of each DDP
-    model. Without overlap a step costs compute + communication; with perfect overlap
-    max(compute, communication). ``buckets``: the bytes of each bucket, per bucket size.
+    Median time per training step of: the computation alone (no communication), the
+    hand-written version (``handwritten``: one all-reduce per parameter after ``backward()``;
+    ``handwritten_flat``: the gradients copied into one buffer, one all-reduce; no overlap in
+    either), the all-reduce of the whole gradient alone, and DDP with each bucket size in
+    ``bucket_caps_mb`` (buckets are all-reduced while ``backward()`` still runs). Without overlap
+    a step costs compute + communication; with perfect overlap max(compute, communication).
+    ``buckets``: the bytes of each bucket, per bucket size.
     """
     from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -586,10 +587,24 @@ def step_time_worker(bucket_caps_mb: Sequence[float] = (0.01, 1.0, 25.0),
         average_gradients(model)
         opt.step()
 
+    def handwritten_flat() -> None:
+        opt.zero_grad()
+        F.cross_entropy(model(x), t).backward()
+        grads = [p.grad for p in model.parameters()]
+        buffer = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(buffer)
+        buffer.div_(world)
+        offset = 0
+        for g in grads:
+            g.copy_(buffer[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()
+        opt.step()
+
     flat = torch.zeros(sum(p.numel() for p in model.parameters()), device=device)
     result: dict[str, Any] = {
         "compute": timed(compute_only),
         "handwritten": timed(handwritten),
+        "handwritten_flat": timed(handwritten_flat),
         "allreduce": timed(lambda: dist.all_reduce(flat)),
         "gradient_bytes": flat.numel() * 4,
         "bucket_caps_mb": list(bucket_caps_mb),
