@@ -25,7 +25,7 @@ import torch
 
 from labkit import optim
 from labkit.models import MLP
-from labkit.optim.parity import option_grid, parity
+from labkit.testing import option_grid, parity
 
 
 def sgd_rows():

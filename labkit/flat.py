@@ -19,6 +19,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from labkit import _checks as checks
+
 
 def flatten_parameters(model: nn.Module) -> torch.Tensor:
     """The trainable parameters of ``model`` as one detached flat vector (chapter 5)."""
@@ -34,12 +36,7 @@ def unflatten_parameters(model: nn.Module, w: torch.Tensor) -> dict[str, torch.T
     The pieces are views of ``w``, so autograd differentiates through them.
     """
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-    d = sum(p.numel() for _, p in named)
-    if w.dim() != 1 or w.numel() != d:
-        raise ValueError(
-            f"w must be a flat vector of length {d} (the model's trainable parameters), got "
-            f"shape {tuple(w.shape)}"
-        )
+    checks.vector(w, sum(p.numel() for _, p in named), "(the model's trainable parameters)")
     out, start = {}, 0
     for name, p in named:
         out[name] = w[start:start + p.numel()].view_as(p)
@@ -59,8 +56,7 @@ def flat_loss(
     ``loss_fn(outputs, y)`` must return a scalar (e.g. a mean cross-entropy). ``f`` can be
     differentiated once (gradient) or twice (Hessian, Hessian-vector products).
     """
-    if len(X) != len(y):
-        raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
+    checks.rows(X, y)
     w0 = flatten_parameters(model)
 
     def f(w: torch.Tensor) -> torch.Tensor:

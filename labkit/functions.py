@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from labkit import _checks as checks
+
 
 @dataclass(frozen=True)
 class Function2D:
@@ -35,20 +37,13 @@ class Function2D:
 
     def __call__(self, w: torch.Tensor) -> torch.Tensor:
         if not isinstance(w, torch.Tensor) or w.dim() == 0 or w.shape[-1] != 2:
-            shape = tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
-            raise ValueError(f"{self.name}: w must have shape (2,) or (..., 2); got {shape}")
+            raise ValueError(f"{self.name}: w must have shape (2,) or (..., 2); "
+                             f"got {checks.shape_of(w)}")
         return self.fn(w[..., 0], w[..., 1])
 
     def minimiser_tensor(self, dtype: torch.dtype = torch.float64) -> torch.Tensor:
         """The minimiser as a tensor of shape ``(2,)`` (chapters 3-6)."""
         return torch.tensor(self.minimiser, dtype=dtype)
-
-
-def _positive(name: str, value: float) -> float:
-    number = float(value)
-    if not math.isfinite(number) or number <= 0:
-        raise ValueError(f"{name} must be a finite number > 0; got {name}={value!r}")
-    return number
 
 
 def quadratic(kappa: float, angle: float = 0.0) -> Function2D:
@@ -63,7 +58,7 @@ def quadratic(kappa: float, angle: float = 0.0) -> Function2D:
     coordinate-wise methods (Adam) feel and rotation-invariant ones (gradient descent,
     momentum, Newton) do not. ``info`` holds ``L``, ``mu``, ``kappa`` and the ``hessian``.
     """
-    kappa = _positive("kappa", kappa)
+    kappa = checks.positive("kappa", kappa)
     c, s = math.cos(angle), math.sin(angle)
 
     def fn(x, y):
@@ -83,7 +78,7 @@ def rosenbrock(a: float = 1.0, b: float = 100.0) -> Function2D:
     A curved, flat-bottomed valley along the parabola :math:`y = x^2`; minimiser
     :math:`(a, a^2)` with :math:`f = 0`. The classic start is :math:`(-1.2, 1)`.
     """
-    b = _positive("b", b)
+    b = checks.positive("b", b)
     a = float(a)
 
     def fn(x, y):
@@ -103,7 +98,7 @@ def valley(steepness: float = 100.0, slope: float = 1.0, bend: float = 0.5) -> F
     curvature that momentum and second-order methods address. The direction of the floor turns
     as :math:`x` changes, so no fixed rescaling of the axes removes the problem.
     """
-    s, g, c = _positive("steepness", steepness), _positive("slope", slope), float(bend)
+    s, g, c = checks.positive("steepness", steepness), checks.positive("slope", slope), float(bend)
 
     def fn(x, y):
         return 0.5 * s * (y - c * torch.sin(x)) ** 2 + 0.5 * g * x**2

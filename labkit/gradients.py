@@ -1,27 +1,31 @@
-r"""Gradients by finite differences, and plain gradient descent driven by autograd (chapter 3).
+r"""Derivatives (finite differences, gradient, Hessian, Hessian-vector products) and plain
+gradient descent (chapters 3 and 5).
 
 The gradient of :math:`f:\mathbb{R}^d\to\mathbb{R}` is the vector of partial derivatives
 
 .. math:: \nabla f(w)_j = \lim_{\varepsilon\to 0}\frac{f(w + \varepsilon e_j) - f(w)}{\varepsilon},
 
 which :func:`finite_difference_gradient` approximates with a small but finite
-:math:`\varepsilon` (the way to check an autograd gradient), and gradient descent repeats
-
-.. math:: w_{k+1} = w_k - \eta_k\, \nabla f(w_k),
-
-which :func:`gradient_descent` runs with the gradient from ``torch.autograd``, recording every
-iterate and every loss. :func:`first_index_below` reads off how many iterations a run needed to
-reach a tolerance.
+:math:`\varepsilon` (the way to check an autograd gradient) and :func:`gradient` computes with
+``torch.func``, as :func:`hessian` and :func:`hvp` compute :math:`\nabla^2 f(w)` and
+:math:`\nabla^2 f(w)\,v`. :func:`gradient_descent` runs :math:`w_{k+1} = w_k - \eta_k\, \nabla
+f(w_k)`, recording every iterate and loss; :func:`first_index_below` reads off how many
+iterations a run needed to reach a tolerance. ``f`` maps a tensor :math:`w` to a scalar tensor,
+built of differentiable torch operations.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import torch
+from torch.func import grad, jvp
+from torch.func import hessian as _hessian
 
+from labkit import _checks as checks
+
+Objective = Callable[[torch.Tensor], torch.Tensor]
 SCHEMES = ("forward", "central")
 
 
@@ -43,36 +47,54 @@ def finite_difference_gradient(
     ``f`` maps a tensor shaped like ``w`` to a scalar tensor; ``w`` is not modified. Returns a
     tensor of ``w``'s shape and dtype.
     """
-    if scheme not in SCHEMES:
-        raise ValueError(f"scheme must be one of {SCHEMES}; got {scheme!r}")
-    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
-        raise ValueError(f"eps must be a positive finite number; got {eps!r}")
-    if not w.is_floating_point():
-        raise ValueError(f"w must be a floating-point tensor; got dtype {w.dtype}")
+    checks.one_of("scheme", scheme, SCHEMES)
+    checks.positive("eps", eps)
+    checks.floating("w", w)
     with torch.no_grad():
         base = w.detach().clone()
         flat = base.view(-1)
         grad = torch.empty_like(flat)
-        f0 = _scalar(f(base)) if scheme == "forward" else None
+        f0 = checks.scalar(f(base)) if scheme == "forward" else None
         for j in range(flat.numel()):
             old = flat[j].item()
             flat[j] = old + eps
-            f_plus = _scalar(f(base))
+            f_plus = checks.scalar(f(base))
             if scheme == "forward":
                 grad[j] = (f_plus - f0) / eps
             else:
                 flat[j] = old - eps
-                f_minus = _scalar(f(base))
+                f_minus = checks.scalar(f(base))
                 grad[j] = (f_plus - f_minus) / (2 * eps)
             flat[j] = old
     return grad.view_as(w)
 
 
-def _scalar(value: torch.Tensor) -> torch.Tensor:
-    if not isinstance(value, torch.Tensor) or value.numel() != 1:
-        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-        raise ValueError(f"f must return a scalar tensor (one loss value); got {shape}")
-    return value.reshape(())
+def gradient(f: Objective, w: torch.Tensor) -> torch.Tensor:
+    r"""The gradient :math:`\nabla f(w)` of ``f`` at the flat vector ``w`` (``torch.func.grad``;
+    chapters 3 and 5)."""
+    return grad(f)(checks.vector(w))
+
+
+def hessian(f: Objective, w: torch.Tensor) -> torch.Tensor:
+    r"""The full Hessian :math:`\nabla^2 f(w)`, an :math:`n\times n` matrix (chapter 5).
+
+    Costs about :math:`n` Hessian-vector products and :math:`n^2` numbers of memory: fine for
+    the 2-D test functions and small models, impossible for a neural network.
+    """
+    return _hessian(f)(checks.vector(w))
+
+
+def hvp(f: Objective, w: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    r"""The Hessian-vector product :math:`\nabla^2 f(w)\,v` without forming the Hessian (chapter 5).
+
+    It is the directional derivative of the gradient, :math:`\frac{d}{d\epsilon}\nabla f(w +
+    \epsilon v)\big|_{\epsilon=0}`, computed by forward-mode differentiation (``jvp``) of the
+    reverse-mode gradient (``grad``): about the cost of two gradient evaluations.
+    """
+    w = checks.vector(w)
+    if v.shape != w.shape:
+        raise ValueError(f"v must have the shape of w {tuple(w.shape)}; got {tuple(v.shape)}")
+    return jvp(grad(f), (w,), (v.detach(),))[1]
 
 
 class GDRun(NamedTuple):
@@ -101,33 +123,25 @@ def gradient_descent(
     ``inf`` and then ``nan``, which is what a plot of a too-large step size should show.
     Chapter 3.
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be a non-negative integer; got {steps!r}")
-    if not w0.is_floating_point():
-        raise ValueError(f"w0 must be a floating-point tensor; got dtype {w0.dtype}")
+    checks.integer("steps", steps)
+    checks.floating("w0", w0)
     schedule = lr if callable(lr) else None
     if schedule is None:
-        _check_lr(lr, "lr")
+        checks.positive("lr", lr)
     w = w0.detach().clone()
     iterates, losses = [w.clone()], []
     for k in range(steps):
         w.requires_grad_(True)
-        loss = _scalar(f(w))
+        loss = checks.scalar(f(w))
         (grad,) = torch.autograd.grad(loss, w)
         losses.append(loss.detach())
-        eta = _check_lr(schedule(k), f"lr({k})") if schedule is not None else lr
+        eta = checks.positive(f"lr({k})", schedule(k)) if schedule is not None else lr
         with torch.no_grad():
             w = w - eta * grad
         iterates.append(w.clone())
     with torch.no_grad():
-        losses.append(_scalar(f(w)).detach())
+        losses.append(checks.scalar(f(w)).detach())
     return GDRun(torch.stack(iterates), torch.stack(losses))
-
-
-def _check_lr(eta: float, name: str) -> float:
-    if not (isinstance(eta, (int, float)) and math.isfinite(eta) and eta > 0):
-        raise ValueError(f"{name} must be a positive finite step size; got {eta!r}")
-    return eta
 
 
 def first_index_below(values: Sequence[float] | torch.Tensor, level: float) -> int | None:

@@ -27,28 +27,23 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from labkit import _checks as checks
+
 
 def _check(w: torch.Tensor, X: torch.Tensor, y: torch.Tensor, l2: float) -> None:
-    if X.dim() != 2:
-        raise ValueError(f"X must be a 2-D (samples, features) tensor, got shape {tuple(X.shape)}")
+    checks.matrix(X)
     if y.dim() != 1 or len(y) != len(X):
         raise ValueError(
             f"y must be a 1-D tensor with one label per row of X ({len(X)}), got shape "
             f"{tuple(y.shape)}"
         )
-    if w.dim() != 1 or w.numel() != X.shape[1]:
-        raise ValueError(
-            f"w must be a flat vector of length {X.shape[1]} (one weight per column of X), got "
-            f"shape {tuple(w.shape)}"
-        )
-    if not l2 >= 0:
-        raise ValueError(f"l2 must be a non-negative number, got {l2!r}")
+    checks.vector(w, X.shape[1], "(one weight per column of X)")
+    checks.at_least("l2", l2)
 
 
 def add_intercept(X: torch.Tensor) -> torch.Tensor:
     """``X`` with a last column of ones, so the last weight acts as the bias (chapter 5)."""
-    if X.dim() != 2:
-        raise ValueError(f"X must be a 2-D (samples, features) tensor, got shape {tuple(X.shape)}")
+    checks.matrix(X)
     return torch.cat([X, torch.ones(len(X), 1, dtype=X.dtype, device=X.device)], dim=1)
 
 
@@ -94,8 +89,7 @@ def logistic_objective(X: torch.Tensor, y: torch.Tensor, l2: float = 0.0
 
     This is the form ``labkit.optim.hessian``, ``hvp`` and ``newton`` expect (chapter 5).
     """
-    if X.dim() != 2:
-        raise ValueError(f"X must be a 2-D (samples, features) tensor, got shape {tuple(X.shape)}")
+    checks.matrix(X)
     _check(torch.zeros(X.shape[1], dtype=X.dtype), X, y, l2)
 
     def f(w: torch.Tensor) -> torch.Tensor:
@@ -111,12 +105,8 @@ def correct_digits(error: float | torch.Tensor, reference: float | torch.Tensor 
     gradient descent adds a constant amount per step (linear convergence). An error of exactly
     zero returns ``inf``.
     """
-    error = float(error)
-    reference = float(reference)
-    if error < 0 or reference <= 0:
-        raise ValueError(
-            f"error must be >= 0 and reference > 0, got error={error!r}, reference={reference!r}"
-        )
+    error = checks.at_least("error", float(error))
+    reference = checks.positive("reference", float(reference))
     if error == 0:
         return float("inf")
     return -math.log10(error / reference)

@@ -19,32 +19,19 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from labkit import _checks as checks
+
 _REDUCTIONS = ("none", "mean", "sum")
 
 
-def _check_reduction(reduction: str, allowed: tuple[str, ...] = _REDUCTIONS) -> None:
-    if reduction not in allowed:
-        raise ValueError(
-            f"reduction must be one of {', '.join(repr(r) for r in allowed)}; got {reduction!r}"
-        )
-
-
-def _reduce(losses: torch.Tensor, reduction: str) -> torch.Tensor:
-    """Apply ``reduction`` to a tensor of per-element losses."""
+def _reduce(losses: torch.Tensor, reduction: str, denominator=None) -> torch.Tensor:
+    """Apply ``reduction`` to a tensor of per-element losses (a mean divides by ``denominator``
+    when given)."""
     if reduction == "mean":
-        return losses.mean()
+        return losses.mean() if denominator is None else losses.sum() / denominator
     if reduction == "sum":
         return losses.sum()
     return losses
-
-
-def _check_same_shape(input: torch.Tensor, target: torch.Tensor, name: str) -> None:
-    if input.shape != target.shape:
-        raise ValueError(
-            f"{name}: input has shape {tuple(input.shape)} but target has shape "
-            f"{tuple(target.shape)}; they must match (broadcasting them silently is a classic "
-            f"bug: reshape one of them, e.g. pred.squeeze(-1))"
-        )
 
 
 # --- regression ------------------------------------------------------------------------------
@@ -56,8 +43,8 @@ def mse_loss(input: torch.Tensor, target: torch.Tensor, reduction: str = "mean")
     With ``reduction="mean"``: :math:`\frac1n\sum_{i=1}^n (\hat y_i - y_i)^2` over all :math:`n`
     elements. Equal to ``torch.nn.functional.mse_loss`` (chapter 2).
     """
-    _check_reduction(reduction)
-    _check_same_shape(input, target, "mse_loss")
+    checks.one_of("reduction", reduction, _REDUCTIONS)
+    checks.same_shape(input, target, "mse_loss")
     return _reduce((input - target) ** 2, reduction)
 
 
@@ -67,8 +54,8 @@ def l1_loss(input: torch.Tensor, target: torch.Tensor, reduction: str = "mean") 
     With ``reduction="mean"``: :math:`\frac1n\sum_{i=1}^n |\hat y_i - y_i|`. Equal to
     ``torch.nn.functional.l1_loss`` (chapter 2).
     """
-    _check_reduction(reduction)
-    _check_same_shape(input, target, "l1_loss")
+    checks.one_of("reduction", reduction, _REDUCTIONS)
+    checks.same_shape(input, target, "l1_loss")
     return _reduce((input - target).abs(), reduction)
 
 
@@ -109,35 +96,8 @@ def _class_dim(input: torch.Tensor) -> int:
     return 0 if input.dim() == 1 else 1
 
 
-def _check_weight(weight: torch.Tensor | None, n_classes: int) -> None:
-    if weight is not None and (weight.dim() != 1 or weight.numel() != n_classes):
-        raise ValueError(
-            f"weight must be a 1-D tensor with one entry per class ({n_classes}); "
-            f"got shape {tuple(weight.shape)}"
-        )
-
-
-def _check_index_target(input: torch.Tensor, target: torch.Tensor, name: str) -> None:
-    cdim = _class_dim(input)
-    expected = input.shape[:cdim] + input.shape[cdim + 1:]
-    if target.shape != expected:
-        raise ValueError(
-            f"{name}: target has shape {tuple(target.shape)} but an input of shape "
-            f"{tuple(input.shape)} needs class indices of shape {tuple(expected)}"
-        )
-    if target.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
-        raise ValueError(
-            f"{name}: target of class indices must be an integer tensor; got {target.dtype}"
-        )
-
-
-def nll_loss(
-    log_probs: torch.Tensor,
-    target: torch.Tensor,
-    weight: torch.Tensor | None = None,
-    ignore_index: int = -100,
-    reduction: str = "mean",
-) -> torch.Tensor:
+def nll_loss(log_probs: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
+             ignore_index: int = -100, reduction: str = "mean") -> torch.Tensor:
     r"""Negative log-likelihood of the true class: :math:`\ell_i = -w_{y_i}\,\log p_{i, y_i}`.
 
     ``log_probs`` holds log-probabilities (the output of :func:`log_softmax`), the class
@@ -149,11 +109,11 @@ def nll_loss(
     as PyTorch computes it: with class weights this is not the plain mean of the :math:`\ell_i`,
     and when every target is ignored it is ``nan`` (0/0). Chapter 2.
     """
-    _check_reduction(reduction)
-    _check_index_target(log_probs, target, "nll_loss")
+    checks.one_of("reduction", reduction, _REDUCTIONS)
     cdim = _class_dim(log_probs)
+    checks.class_indices(log_probs, target, cdim, "nll_loss")
     n_classes = log_probs.shape[cdim]
-    _check_weight(weight, n_classes)
+    checks.class_weight(weight, n_classes)
     keep = target != ignore_index
     safe_target = torch.where(keep, target, torch.zeros_like(target)).long()
     bad = (safe_target < 0) | (safe_target >= n_classes)
@@ -165,12 +125,7 @@ def nll_loss(
     picked = log_probs.gather(cdim, safe_target.unsqueeze(cdim)).squeeze(cdim)
     w = torch.ones_like(picked) if weight is None else weight.to(picked.dtype)[safe_target]
     w = w * keep
-    losses = -w * picked
-    if reduction == "none":
-        return losses
-    if reduction == "sum":
-        return losses.sum()
-    return losses.sum() / w.sum()
+    return _reduce(-w * picked, reduction, w.sum())
 
 
 def cross_entropy(
@@ -203,12 +158,11 @@ def cross_entropy(
 
     Stable for logits of any magnitude thanks to :func:`logsumexp`. Chapter 2.
     """
-    _check_reduction(reduction)
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1]; got {label_smoothing!r}")
+    checks.one_of("reduction", reduction, _REDUCTIONS)
+    checks.interval("label_smoothing", label_smoothing, 0.0, 1.0, "[]")
     cdim = _class_dim(logits)
     n_classes = logits.shape[cdim]
-    _check_weight(weight, n_classes)
+    checks.class_weight(weight, n_classes)
     log_p = log_softmax(logits, dim=cdim)
     # shape that puts a per-class vector along the class dimension
     wshape = [1] * logits.dim()
@@ -236,14 +190,9 @@ def cross_entropy(
     keep = target != ignore_index
     wlog = log_p if weight is None else log_p * weight.to(log_p.dtype).view(wshape)
     smooth = -wlog.sum(cdim) * keep  # -sum_c w_c log p_{i,c}, zero where ignored
-    if reduction == "none":
-        smooth_red = smooth
-    elif reduction == "sum":
-        smooth_red = smooth.sum()
-    else:
-        safe_target = torch.where(keep, target, torch.zeros_like(target)).long()
-        denom = keep.sum() if weight is None else (weight.to(log_p.dtype)[safe_target] * keep).sum()
-        smooth_red = smooth.sum() / denom
+    safe_target = torch.where(keep, target, torch.zeros_like(target)).long()
+    denom = keep.sum() if weight is None else (weight.to(log_p.dtype)[safe_target] * keep).sum()
+    smooth_red = _reduce(smooth, reduction, denom)
     return (1 - label_smoothing) * nll + smooth_red * (label_smoothing / n_classes)
 
 
@@ -262,8 +211,8 @@ def binary_cross_entropy_with_logits(
     :math:`(1-y)z + (1 + (p-1)y)\operatorname{softplus}(-z)`, and ``weight`` rescales each
     element. Equal to ``F.binary_cross_entropy_with_logits`` (chapter 2).
     """
-    _check_reduction(reduction)
-    _check_same_shape(logits, target, "binary_cross_entropy_with_logits")
+    checks.one_of("reduction", reduction, _REDUCTIONS)
+    checks.same_shape(logits, target, "binary_cross_entropy_with_logits")
     softplus_neg = torch.clamp(-logits, min=0) + torch.log1p(torch.exp(-logits.abs()))
     if pos_weight is None:
         losses = (1 - target) * logits + softplus_neg
@@ -291,8 +240,8 @@ def kl_div(
     dimension 0), which is the KL divergence per sample; ``"mean"`` divides by the number of
     elements, as PyTorch does (and PyTorch warns that this is rarely what one wants). Chapter 2.
     """
-    _check_reduction(reduction, _REDUCTIONS + ("batchmean",))
-    _check_same_shape(input, target, "kl_div")
+    checks.one_of("reduction", reduction, _REDUCTIONS + ("batchmean",))
+    checks.same_shape(input, target, "kl_div")
     if log_target:
         pointwise = torch.exp(target) * (target - input)
     else:
@@ -308,12 +257,12 @@ def kl_div(
 def _tensors(params: torch.Tensor | nn.Module | Iterable[torch.Tensor]) -> list[torch.Tensor]:
     if isinstance(params, torch.Tensor):
         return [params]
-    if isinstance(params, nn.Module):
-        return list(params.parameters())
-    tensors = list(params)
+    tensors = list(params.parameters() if isinstance(params, nn.Module) else params)
     for t in tensors:
         if not isinstance(t, torch.Tensor):
             raise ValueError(f"params must hold tensors; got an element of type {type(t)}")
+    if not tensors:
+        raise ValueError("params is empty: there is nothing to penalise")
     return tensors
 
 
@@ -324,10 +273,7 @@ def l2_penalty(params: torch.Tensor | nn.Module | Iterable[torch.Tensor]) -> tor
     Its gradient is :math:`2w`, so adding :math:`\frac\lambda2\Omega` to the loss is the same as
     SGD's ``weight_decay=lambda`` (chapters 1 and 4).
     """
-    tensors = _tensors(params)
-    if not tensors:
-        raise ValueError("params is empty: there is nothing to penalise")
-    return sum((t**2).sum() for t in tensors)
+    return sum((t**2).sum() for t in _tensors(params))
 
 
 def l1_penalty(params: torch.Tensor | nn.Module | Iterable[torch.Tensor]) -> torch.Tensor:
@@ -335,7 +281,4 @@ def l1_penalty(params: torch.Tensor | nn.Module | Iterable[torch.Tensor]) -> tor
 
     ``params`` is a tensor, a module, or an iterable of tensors (chapter 1).
     """
-    tensors = _tensors(params)
-    if not tensors:
-        raise ValueError("params is empty: there is nothing to penalise")
-    return sum(t.abs().sum() for t in tensors)
+    return sum(t.abs().sum() for t in _tensors(params))

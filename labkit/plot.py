@@ -7,12 +7,8 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
+from labkit.optim.factory import run_title  # noqa: F401  (the labs import it from here)
 from labkit.train import History
-
-
-def run_title(optimizer: str, lr: float, momentum: float, batch_size: int) -> str:
-    """The lecture's figure title, e.g. ``Optimizer-SGD lr-0.001 mt-0.5 bs-16`` (the labs)."""
-    return f"Optimizer-{optimizer} lr-{lr:g} mt-{momentum:g} bs-{batch_size}"
 
 
 def smooth(values: Sequence[float], window: int) -> np.ndarray:

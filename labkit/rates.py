@@ -24,32 +24,20 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-
-def _check_curvatures(L: float, mu: float) -> None:
-    if not (mu > 0 and math.isfinite(mu)):
-        raise ValueError(f"mu (the smallest curvature) must be positive and finite, got {mu!r}")
-    if not (L >= mu and math.isfinite(L)):
-        raise ValueError(f"L (the largest curvature) must be finite and >= mu = {mu!r}, got {L!r}")
-
-
-def _check_kappa(kappa: float) -> None:
-    if not (kappa >= 1 and math.isfinite(kappa)):
-        raise ValueError(
-            f"kappa (the condition number L/mu) must be finite and >= 1, got {kappa!r}"
-        )
+from labkit import _checks as checks
 
 
 def gd_optimal_step(L: float, mu: float) -> float:
     r"""The constant step :math:`\alpha = 2/(L + \mu)` that minimises GD's rate on a quadratic
     (chapter 4)."""
-    _check_curvatures(L, mu)
+    checks.at_least("L", L, checks.positive("mu", mu))  # 0 < mu <= L
     return 2.0 / (L + mu)
 
 
 def gd_rate(kappa: float) -> float:
     r"""Gradient descent's rate at its best step, :math:`\rho = (\kappa - 1)/(\kappa + 1)`
     (chapter 4)."""
-    _check_kappa(kappa)
+    checks.at_least("kappa", kappa, 1.0)
     return (kappa - 1.0) / (kappa + 1.0)
 
 
@@ -61,7 +49,7 @@ def heavy_ball_optimal(L: float, mu: float) -> tuple[float, float]:
 
     Returns ``(alpha, beta)``; chapter 4 measures the rate they give.
     """
-    _check_curvatures(L, mu)
+    checks.at_least("L", L, checks.positive("mu", mu))  # 0 < mu <= L
     sl, sm = math.sqrt(L), math.sqrt(mu)
     return 4.0 / (sl + sm) ** 2, ((sl - sm) / (sl + sm)) ** 2
 
@@ -69,7 +57,7 @@ def heavy_ball_optimal(L: float, mu: float) -> tuple[float, float]:
 def heavy_ball_rate(kappa: float) -> float:
     r"""The heavy ball's rate at :func:`heavy_ball_optimal`,
     :math:`\sqrt{\beta^\star} = (\sqrt\kappa - 1)/(\sqrt\kappa + 1)` (chapter 4)."""
-    _check_kappa(kappa)
+    checks.at_least("kappa", kappa, 1.0)
     s = math.sqrt(kappa)
     return (s - 1.0) / (s + 1.0)
 
@@ -83,10 +71,8 @@ def momentum_matrix(lr: float, beta: float, curvature: float, nesterov: bool = F
     :math:`e_{t+1} = (1 + \beta)(1 - \alpha\lambda)\,e_t - \beta(1 - \alpha\lambda)\,e_{t-1}`.
     ``beta = 0`` is gradient descent. Chapter 4 derives the rates from its eigenvalues.
     """
-    if lr <= 0:
-        raise ValueError(f"lr must be positive, got {lr!r}")
-    if not 0 <= beta < 1:
-        raise ValueError(f"beta must lie in [0, 1), got {beta!r}")
+    checks.positive("lr", lr)
+    checks.unit_interval("beta", beta)
     if nesterov:
         a, b = (1.0 + beta) * (1.0 - lr * curvature), -beta * (1.0 - lr * curvature)
     else:

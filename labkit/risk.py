@@ -16,6 +16,8 @@ from itertools import combinations_with_replacement
 
 import torch
 
+from labkit import _checks as checks
+
 
 def empirical_risk_loop(
     predict: Callable[[torch.Tensor], torch.Tensor],
@@ -28,10 +30,8 @@ def empirical_risk_loop(
     Written as the definition reads, to compare with the vectorised form (chapter 1); ``loss``
     takes one prediction and one target.
     """
-    if len(X) != len(y):
-        raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
-    if len(X) == 0:
-        raise ValueError("the empirical risk of an empty dataset is undefined")
+    checks.rows(X, y)
+    checks.nonempty(X)
     total = torch.zeros((), dtype=torch.float64)
     for x_i, y_i in zip(X, y):
         total = total + loss(predict(x_i.unsqueeze(0)).squeeze(0), y_i).double()
@@ -50,10 +50,8 @@ def empirical_risk(
     The cost is one forward pass over all :math:`N` samples, :math:`O(N)`, whatever the batch size:
     chapter 1 measures it.
     """
-    if len(X) != len(y):
-        raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
-    if len(X) == 0:
-        raise ValueError("the empirical risk of an empty dataset is undefined")
+    checks.rows(X, y)
+    checks.nonempty(X)
     batch_size = len(X) if batch_size is None else batch_size
     total = torch.zeros((), dtype=torch.float64, device=X.device)
     for start in range(0, len(X), batch_size):
@@ -67,8 +65,7 @@ def polynomial_features(X: torch.Tensor, degree: int = 2) -> torch.Tensor:
 
     Chapter 1 uses them to give a small dataset many features, so that it overfits.
     """
-    if degree < 1:
-        raise ValueError(f"degree must be at least 1, got {degree}")
+    checks.integer("degree", degree, 1)
     columns = []
     d = X.shape[1]
     for k in range(1, degree + 1):
@@ -84,8 +81,7 @@ def ridge_fit(X: torch.Tensor, y: torch.Tensor, lam: float) -> tuple[torch.Tenso
     :math:`(X_c^\top X_c + N\lambda I)\,w = X_c^\top y_c` on centred data. Returns ``(w, b)``.
     Chapter 1 derives it; later chapters use it as the exact answer to compare iterates with.
     """
-    if lam < 0:
-        raise ValueError(f"the regularisation strength lam must be >= 0, got {lam}")
+    checks.at_least("lam", lam)
     n, d = X.shape
     x_mean, y_mean = X.mean(0), y.mean()
     Xc, yc = X - x_mean, y - y_mean
@@ -114,8 +110,7 @@ def lasso_fit(
     sets small weights exactly to zero. Returns ``(w, b)``. Chapter 1 fits it for growing
     :math:`\lambda`.
     """
-    if lam < 0:
-        raise ValueError(f"the regularisation strength lam must be >= 0, got {lam}")
+    checks.at_least("lam", lam)
     n, d = X.shape
     x_mean, y_mean = X.mean(0), y.mean()
     Xc, yc = X - x_mean, y - y_mean

@@ -8,6 +8,8 @@ import random
 import numpy as np
 import torch
 
+from labkit import _checks as checks
+
 
 def seed_everything(seed: int = 0, deterministic: bool = False) -> torch.Generator:
     """Seed Python's ``random``, NumPy and torch (CPU and every CUDA device) with ``seed``.
@@ -20,8 +22,7 @@ def seed_everything(seed: int = 0, deterministic: bool = False) -> torch.Generat
 
     Returns a fresh :class:`torch.Generator` seeded with ``seed``, handy for a ``DataLoader``.
     """
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    checks.integer("seed", seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

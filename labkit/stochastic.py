@@ -23,17 +23,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from labkit import _checks as checks
+
 GradFn = Callable[[torch.Tensor], torch.Tensor]
-
-
-def _check_batch_size(n: int, batch_size: int, replacement: bool) -> None:
-    if n < 1:
-        raise ValueError(f"n (the number of rows) must be at least 1, got {n!r}")
-    if batch_size < 1 or (not replacement and batch_size > n):
-        raise ValueError(
-            f"batch_size must be between 1 and n = {n} (any size >= 1 with replacement), "
-            f"got {batch_size!r}"
-        )
 
 
 def flat_gradient_fn(
@@ -48,8 +40,7 @@ def flat_gradient_fn(
     ``loss_fn`` must average over the batch (``reduction="mean"``). The model is not changed.
     Chapter 4 measures the noise of these gradients on the digits.
     """
-    if len(X) != len(y):
-        raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
+    checks.rows(X, y)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model has no trainable parameters")
@@ -65,7 +56,7 @@ def sample_batch(
     n: int, batch_size: int, replacement: bool = False, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """The indices of one random mini-batch of ``batch_size`` rows out of ``n`` (chapter 4)."""
-    _check_batch_size(n, batch_size, replacement)
+    checks.batch_size(n, batch_size, replacement)
     if replacement:
         return torch.randint(n, (batch_size,), generator=generator)
     return torch.randperm(n, generator=generator)[:batch_size]
@@ -87,8 +78,7 @@ def minibatch_gradient_variance(
     :func:`flat_gradient_fn`); ``full_gradient`` (:math:`\nabla\hat R_N`) is computed from all
     ``n`` rows when not given. Chapter 4 plots it against the batch size.
     """
-    if draws < 1:
-        raise ValueError(f"draws must be at least 1, got {draws!r}")
+    checks.integer("draws", draws, 1)
     if full_gradient is None:
         full_gradient = grad_fn(torch.arange(n))
     total = 0.0
@@ -102,8 +92,7 @@ def per_sample_variance(grad_fn: GradFn, n: int) -> float:
     r""":math:`\sigma^2 = \frac1N\sum_i \lVert g_i - \nabla\hat R_N\rVert^2`, exactly, with one
     call of ``grad_fn`` per row: the variance of a batch of one drawn with replacement
     (chapter 4)."""
-    if n < 1:
-        raise ValueError(f"n must be at least 1, got {n!r}")
+    checks.integer("n", n, 1)
     full = grad_fn(torch.arange(n))
     total = 0.0
     for i in range(n):
@@ -117,9 +106,8 @@ def predicted_minibatch_variance(
     r""":math:`\frac{\sigma^2}{b}`, times the finite-population factor :math:`\frac{N-b}{N-1}`
     when the batch is drawn without replacement (a batch of all :math:`N` rows has no noise).
     Chapter 4, exercise 1 derives it."""
-    if sigma2 < 0:
-        raise ValueError(f"sigma2 must be >= 0, got {sigma2!r}")
-    _check_batch_size(n, batch_size, replacement)
+    checks.at_least("sigma2", sigma2)
+    checks.batch_size(n, batch_size, replacement)
     value = sigma2 / batch_size
     if not replacement:
         value *= (n - batch_size) / (n - 1) if n > 1 else 0.0  # b = n = 1: no noise

@@ -25,7 +25,6 @@ others) until every run has diverged or the sweep ends.
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,39 +33,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from labkit.fast import _check_inputs, accumulator_dtype, autocast_context, epoch_permutation
-from labkit.plot import run_title
-from labkit.train import History
+from labkit import _checks as checks
+from labkit.fast import autocast_context, epoch_batches
+from labkit.optim.factory import OptimizerConfig
+from labkit.train import History, evaluate, train_epoch, train_epochs
 
 #: Element-wise activations the stacked model can apply to a ``(K, B, H)`` tensor unchanged.
 ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.ELU, nn.SiLU, nn.Identity)
 
 
-@dataclass(frozen=True)
-class SweepConfig:
-    """One run of a sweep in the labs: the optimiser (``"SGD"``/``"Adam"``), its hyperparameters."""
-
-    optimizer: str = "SGD"
-    lr: float = 1e-3
-    momentum: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-
-    def __post_init__(self):
-        name = {"sgd": "SGD", "adam": "Adam"}.get(str(self.optimizer).lower())
-        if name is None:
-            raise ValueError(f"optimizer must be 'SGD' or 'Adam', got {self.optimizer!r}")
-        object.__setattr__(self, "optimizer", name)
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr!r}")
-        if not 0.0 <= self.momentum < 1.0:
-            raise ValueError(f"momentum must lie in [0, 1), got {self.momentum!r}")
-        if name == "Adam" and self.momentum:
-            raise ValueError(f"Adam takes no momentum (beta1 plays that role), got {self.momentum}")
-
-    def title(self, batch_size: int) -> str:
-        """The lecture's figure title of this run, e.g. ``Optimizer-SGD lr-0.1 mt-0.9 bs-64``."""
-        return run_title(self.optimizer, self.lr, self.momentum, batch_size)
+#: One run of a sweep, an optimizer by name and its hyper-parameters (the labs).
+SweepConfig = OptimizerConfig
 
 
 class StackedMLP(nn.Module):
@@ -83,9 +60,7 @@ class StackedMLP(nn.Module):
 
     def __init__(self, model: nn.Module, k: int):
         super().__init__()
-        if not isinstance(k, int) or k < 1:
-            raise ValueError(f"k (the number of runs) must be a positive integer, got {k!r}")
-        self.k = k
+        self.k = checks.integer("k (the number of runs)", k, 1)
         self.names: list[tuple[str, str]] = []  # (weight name, bias name) in the original model
         self.activations: list[nn.Module] = []
         weights, biases = [], []
@@ -152,7 +127,29 @@ class StackedMLP(nn.Module):
         return out
 
 
-class StackedSGD:
+class StackedOptimizer:
+    """The base of the vectorised optimizers of the labs' sweeps: the parameters of a
+    :class:`StackedMLP` as ``(K, -1)`` rows, one per run, and each hyperparameter as a ``(K, 1)``
+    column (``columns``: name -> one value per run)."""
+
+    def __init__(self, model: StackedMLP, **columns: list[float]):
+        self.params, self.k = list(model.parameters()), model.k
+        like = self.params[0]
+        for name, values in columns.items():
+            setattr(self, name, torch.tensor(values, dtype=like.dtype, device=like.device)
+                    .view(-1, 1))
+
+    def rows(self) -> list[torch.Tensor]:
+        """Zeros shaped like the parameters' rows (an optimizer's state)."""
+        return [torch.zeros(self.k, p.numel() // self.k, dtype=p.dtype, device=p.device)
+                for p in self.params]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+
+class StackedSGD(StackedOptimizer):
     r"""torch's SGD with one learning rate and momentum per run (chapter 4).
 
     .. math:: b_{t} = \mu_k b_{t-1} + g_t \;(b_0 = g_0),\qquad w_{t+1} = w_t - \eta_k b_t
@@ -163,14 +160,10 @@ class StackedSGD:
     """
 
     def __init__(self, model: StackedMLP, configs: Sequence[SweepConfig]):
-        self.params = list(model.parameters())
-        self.k = model.k
-        like = self.params[0]
-        self.neg_lr = _column([-c.lr for c in configs], like)
-        self.momentum = _column([c.momentum for c in configs], like)
+        super().__init__(model, neg_lr=[-c.lr for c in configs],
+                         momentum=[c.momentum for c in configs])
         self.use_momentum = any(c.momentum for c in configs)
-        self.buffers = ([torch.zeros(self.k, p.numel() // self.k, dtype=p.dtype, device=p.device)
-                         for p in self.params] if self.use_momentum else None)
+        self.buffers = self.rows() if self.use_momentum else None
 
     @torch.no_grad()
     def step(self) -> None:
@@ -180,12 +173,8 @@ class StackedSGD:
                 g = torch.addcmul(g, self.buffers[i], self.momentum, out=self.buffers[i])
             p.view(self.k, -1).addcmul_(self.neg_lr, g)
 
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
 
-
-class StackedAdam:
+class StackedAdam(StackedOptimizer):
     r"""torch's Adam with one learning rate, :math:`\beta_1, \beta_2, \epsilon` per run (chapter 6).
 
     .. math:: m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\quad
@@ -198,17 +187,9 @@ class StackedAdam:
     """
 
     def __init__(self, model: StackedMLP, configs: Sequence[SweepConfig]):
-        self.params = list(model.parameters())
-        self.k = model.k
-        like = self.params[0]
-        self.t = 0
-        self.m = [torch.zeros(self.k, p.numel() // self.k, dtype=p.dtype, device=p.device)
-                  for p in self.params]
-        self.v = [torch.zeros_like(m) for m in self.m]
-        self.lr = _column([c.lr for c in configs], like)
-        self.b1 = _column([c.betas[0] for c in configs], like)
-        self.b2 = _column([c.betas[1] for c in configs], like)
-        self.eps = _column([c.eps for c in configs], like)
+        super().__init__(model, lr=[c.lr for c in configs], b1=[c.betas[0] for c in configs],
+                         b2=[c.betas[1] for c in configs], eps=[c.eps for c in configs])
+        self.t, self.m, self.v = 0, self.rows(), self.rows()
 
     @torch.no_grad()
     def step(self) -> None:
@@ -221,15 +202,6 @@ class StackedAdam:
             v.mul_(self.b2).addcmul_(g, g * (1 - self.b2))
             denom = (v.sqrt() / bc2_sqrt).add_(self.eps)
             p.view(self.k, -1).addcdiv_(m * neg_step, denom)
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-
-def _column(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
-    """One value per run as a ``(K, 1)`` column, with the dtype and device of ``like``."""
-    return torch.tensor(values, dtype=like.dtype, device=like.device).view(-1, 1)
 
 
 def stacked_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -256,33 +228,8 @@ class SweepResult:
         return model
 
 
-@torch.no_grad()
-def evaluate_stacked(
-    stacked: StackedMLP, X: torch.Tensor, y: torch.Tensor, batch_size: int = 1000,
-    precision: str = "fp32",
-) -> tuple[list[float], list[float]]:
-    """Each run's average test loss (mean of batch means) and accuracy, read back once (labs)."""
-    total = torch.zeros(stacked.k, device=X.device, dtype=accumulator_dtype(X.device))
-    correct = torch.zeros(stacked.k, device=X.device, dtype=torch.long)
-    num_batches = 0
-    with autocast_context(X.device, precision):
-        for start in range(0, len(X), batch_size):
-            logits = stacked(X[start:start + batch_size])
-            target = y[start:start + batch_size]
-            total += stacked_cross_entropy(logits, target).to(total.dtype)
-            correct += (logits.argmax(2) == target).sum(1)
-            num_batches += 1
-    return (total / num_batches).tolist(), (correct.double() / len(X)).tolist()
-
-
-def _log_rows(histories: list[History], losses: torch.Tensor, start: int, stop: int, seen0: int,
-              ends: list[int]) -> None:
-    """Log batches ``start:stop`` of ``losses`` (batches × runs) in the histories still going."""
-    for b, row in zip(range(start, stop), losses[start:stop].tolist()):
-        for history, value in zip(histories, row):
-            if not history.diverged:
-                history.log(seen0 + ends[b], value)
-                history.diverged = not math.isfinite(value)
+#: The vectorised optimizer of each optimizer name.
+STACKED = {"SGD": StackedSGD, "Adam": StackedAdam}
 
 
 def sweep_mlp(
@@ -302,57 +249,32 @@ def sweep_mlp(
 
     Every run starts from ``model``'s weights (``model`` itself is not changed) and sees the
     batches in the same order, one ``torch.randperm(len(X), generator=generator)`` per epoch,
-    like :func:`labkit.fast.train_tensors` with an equally seeded generator. All configurations
-    must use the same optimiser. Losses are read back every ``check_every`` batches and at the
-    end of each epoch; the sweep stops early once every run has diverged.
+    like :func:`labkit.fast.train_tensors` with an equally seeded generator, through the same
+    driver, :func:`labkit.train.train_epoch`. All configurations must use the same optimiser.
+    Losses are read back every ``check_every`` batches and at the end of each epoch; the sweep
+    stops early once every run has diverged.
     """
-    _check_inputs(X, y, epochs, batch_size)
-    configs = [c if isinstance(c, SweepConfig) else SweepConfig(**c) for c in configs]
+    checks.preloaded(X, y)
+    configs = [c if isinstance(c, OptimizerConfig) else OptimizerConfig(**c) for c in configs]
     if not configs:
         raise ValueError("configs is empty: give at least one SweepConfig")
     names = {c.optimizer for c in configs}
     if len(names) != 1:
         raise ValueError(f"all configurations of one sweep must use one optimizer, got {names}")
-    if not isinstance(check_every, int) or check_every < 1:
-        raise ValueError(f"check_every must be a positive integer, got {check_every!r}")
     start_time = time.perf_counter()
-    k = len(configs)
-    stacked = StackedMLP(copy.deepcopy(model), k)
-    opt_cls = StackedSGD if names == {"SGD"} else StackedAdam
-    optimizer = opt_cls(stacked, configs)
+    stacked = StackedMLP(copy.deepcopy(model), len(configs))
+    optimizer = STACKED[names.pop()](stacked, configs)
     histories = [History(label=c.title(batch_size)) for c in configs]
-    n = len(X)
-    n_batches = math.ceil(n / batch_size)
-    ends = [min((b + 1) * batch_size, n) for b in range(n_batches)]
     autocast = autocast_context(X.device, precision)
-    seen0 = 0
-    for _ in range(epochs):
-        perm = epoch_permutation(n, generator, X.device)
-        losses = torch.empty(n_batches, k, device=X.device, dtype=accumulator_dtype(X.device))
-        checked = 0
-        stacked.train()
-        for batch in range(n_batches):
-            idx = perm[batch * batch_size: ends[batch]]
-            with autocast:
-                per_run = stacked_cross_entropy(stacked(X[idx]), y[idx])
-            losses[batch] = per_run.detach()
-            per_run.sum().backward()
-            optimizer.step()
-            optimizer.zero_grad()
-            if (batch + 1) % check_every == 0:
-                _log_rows(histories, losses, checked, batch + 1, seen0, ends)
-                checked = batch + 1
-                if all(h.diverged for h in histories):
-                    break
-        _log_rows(histories, losses, checked, batch + 1, seen0, ends)
-        seen0 += n
-        if test_data is not None:
-            test_loss, test_acc = evaluate_stacked(stacked, *test_data, batch_size, precision)
-            for history, loss, acc in zip(histories, test_loss, test_acc):
-                if not history.diverged:
-                    history.test_loss.append(loss)
-                    history.test_accuracy.append(acc)
-        if all(h.diverged for h in histories):
-            break
+
+    def test_pass() -> tuple[list[float], list[float]]:  # each run's test loss and accuracy
+        with autocast:
+            return evaluate(epoch_batches(*test_data, batch_size, shuffle=False), stacked,
+                            stacked_cross_entropy)
+
+    train_epochs(epochs, lambda: train_epoch(
+        epoch_batches(X, y, batch_size, generator), stacked, stacked_cross_entropy, optimizer,
+        histories, len(X), None, check_every, autocast), histories,
+        None if test_data is None else test_pass, None)
     return SweepResult(configs, histories, stacked, batch_size,
                        seconds=time.perf_counter() - start_time)

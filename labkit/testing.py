@@ -1,7 +1,10 @@
-"""Run two optimizers on the same random problem and measure how far their parameters part.
+"""Parity checks: run two optimizers side by side and measure how far their parameters part.
 
-Used by the tests (``tests/test_optim_*.py``) and by ``benchmarks/optim_parity.py``. A problem
-is a few parameter tensors of different shapes and a smooth non-quadratic loss,
+labkit's optimizers are proved equal to ``torch.optim``'s with these functions, by the tests
+(``tests/test_optim_*.py``), by ``benchmarks/optim_parity.py`` and in chapters 4 and 6, which
+train two copies of a network on the same mini-batches (:func:`parity_on_model`). The other
+functions work on a random problem: a few parameter tensors of different shapes and a smooth
+non-quadratic loss,
 
 .. math:: f(w) = \\sum_k \\tfrac12\\lVert w_k - c_k\\rVert^2 + \\sum_k \\mathbf 1^\\top
           \\operatorname{softplus}(d_k \\odot w_k)\\, + \\tfrac{1}{10}\\big(\\textstyle\\sum_k
@@ -15,9 +18,11 @@ iterates agree.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 #: Parameter shapes of the parity problems (a vector, a matrix, a 3-D tensor and a scalar).
 SHAPES: tuple[tuple[int, ...], ...] = ((5,), (3, 4), (2, 3, 2), ())
@@ -142,5 +147,27 @@ def option_grid(grid: dict[str, Sequence], valid: Callable[[dict], bool] = lambd
     return [c for c in combos if valid(c)]
 
 
-__all__ = ["SHAPES", "make_problem", "max_relative_difference", "option_grid", "parity",
-           "run_optimizer"]
+def parity_on_model(
+    make_ours: Callable[[Iterable[torch.Tensor]], torch.optim.Optimizer],
+    make_theirs: Callable[[Iterable[torch.Tensor]], torch.optim.Optimizer],
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+) -> float:
+    """Train two copies of ``model`` on the same ``batches``, one with each optimizer; the largest
+    absolute difference of any weight after any step (chapters 4 and 6).
+
+    ``make_ours(parameters)`` and ``make_theirs(parameters)`` build the optimizers; ``model`` is
+    left as it is. 0.0 means the same numbers to the last bit.
+    """
+    ours, theirs = copy.deepcopy(model), copy.deepcopy(model)
+    runs = [(ours, make_ours(ours.parameters())), (theirs, make_theirs(theirs.parameters()))]
+    worst = 0.0
+    for X, y in batches:
+        for net, optimizer in runs:
+            optimizer.zero_grad()
+            loss_fn(net(X), y).backward()
+            optimizer.step()
+        worst = max(worst, max((a - b).abs().max().item()
+                               for a, b in zip(ours.parameters(), theirs.parameters())))
+    return worst

@@ -6,6 +6,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from labkit import _checks as checks
+
 Objective = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -26,8 +28,7 @@ def record_trajectory(
     closure (L-BFGS, Nesterov's look-ahead) work too. If the iterate stops being finite the run
     ends and the remaining rows are ``nan``: a diverging run still gives a full-size array.
     """
-    if not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be an integer >= 0; got {steps!r}")
+    checks.integer("steps", steps)
     w = torch.as_tensor(w0, dtype=dtype).detach().clone()
     if w.shape != (2,):
         raise ValueError(f"w0 must have shape (2,); got {tuple(w.shape)}")

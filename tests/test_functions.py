@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 
 from labkit import optim  # noqa: E402
 from labkit.functions import quadratic, rosenbrock, valley  # noqa: E402
-from labkit.optim import gradient, hessian  # noqa: E402
+from labkit.gradients import gradient, hessian  # noqa: E402
 from labkit.plot import plot_contours  # noqa: E402
 from labkit.trajectory import losses_along, record_trajectory  # noqa: E402
 

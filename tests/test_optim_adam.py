@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from labkit.optim import Adam, AdamW, adam_step, adam_step_foreach
-from labkit.optim.parity import make_problem, option_grid, parity, run_optimizer
+from labkit.testing import make_problem, option_grid, parity, run_optimizer
 
 COMBOS = option_grid(dict(weight_decay=[0.0, 0.1], amsgrad=[False, True],
                           maximize=[False, True], decoupled_weight_decay=[False, True]))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from labkit.optim import HeavyBall, heavy_ball_step, lookahead, pytorch_sgd_equivalent
-from labkit.optim.parity import make_problem, parity
+from labkit.testing import make_problem, parity
 
 PAIRS = [(0.01, 0.5), (0.02, 0.9), (0.005, 0.99)]
 
@@ -56,9 +56,11 @@ def max_diff(xs, ys):
 
 def test_heavy_ball_step_formula():
     w, w_prev, g = torch.tensor([1.0, 2.0]), torch.tensor([0.5, 2.5]), torch.tensor([1.0, -1.0])
-    new = heavy_ball_step(w, w_prev, g, lr=0.1, beta=0.9)
-    torch.testing.assert_close(new, w - 0.1 * g + 0.9 * (w - w_prev))
-    torch.testing.assert_close(w, torch.tensor([1.0, 2.0]))  # pure: inputs untouched
+    w2, prev2 = w.clone(), w_prev.clone()
+    heavy_ball_step([w2], [g], [prev2], lr=0.1, beta=0.9)
+    torch.testing.assert_close(w2, w - 0.1 * g + 0.9 * (w - w_prev))
+    torch.testing.assert_close(prev2, w)  # the state moves on: w_{t-1} <- w_t
+    torch.testing.assert_close(g, torch.tensor([1.0, -1.0]))  # the gradient is not touched
     torch.testing.assert_close(lookahead(w, w_prev, 0.5), torch.tensor([1.25, 1.75]))
 
 

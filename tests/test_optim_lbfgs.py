@@ -9,7 +9,7 @@ import torch
 
 from labkit.losses import binary_cross_entropy_with_logits
 from labkit.optim import LBFGS, lbfgs_direction
-from labkit.optim.parity import make_problem, max_relative_difference
+from labkit.testing import make_problem, max_relative_difference
 
 
 def logistic(n=200, d=8, lam=1e-3, seed=0, dtype=torch.float64):

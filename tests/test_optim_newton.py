@@ -5,16 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from labkit.gradients import gradient, hessian, hvp
 from labkit.losses import binary_cross_entropy_with_logits
-from labkit.optim import (
-    conjugate_gradient,
-    gradient,
-    hessian,
-    hvp,
-    newton,
-    newton_cg_step,
-    newton_step,
-)
+from labkit.optim import conjugate_gradient, newton, newton_cg_step, newton_step
 
 
 def logistic_problem(n=200, d=6, lam=1e-2, seed=0):
@@ -32,6 +25,19 @@ def logistic_problem(n=200, d=6, lam=1e-2, seed=0):
 
 def rosenbrock(w):
     return (1 - w[0]) ** 2 + 100 * (w[1] - w[0] ** 2) ** 2
+
+
+def one_step(f, w, **kwargs):
+    """newton_step on the flat vector w (a copy), the step functions' list convention."""
+    w = w.clone()
+    info = newton_step([w], [gradient(f, w)], hessian(f, w), lambda: f(w), **kwargs)
+    return w, info
+
+
+def one_cg_step(f, w, **kwargs):
+    w, w0 = w.clone(), w.clone()
+    info = newton_cg_step([w], [gradient(f, w)], lambda v: hvp(f, w0, v), lambda: f(w), **kwargs)
+    return w, info
 
 
 def test_hessian_of_rosenbrock_is_the_analytic_one():
@@ -74,7 +80,7 @@ def test_one_newton_step_solves_a_quadratic():
     def f(w):
         return 0.5 * w @ A @ w - b @ w
 
-    w1, info = newton_step(f, torch.tensor([5.0, 5.0], dtype=torch.float64))
+    w1, info = one_step(f, torch.tensor([5.0, 5.0], dtype=torch.float64))
     torch.testing.assert_close(w1, torch.linalg.solve(A, b))
     assert info["step_size"] == 1.0 and info["damping"] == 0.0 and info["backtracks"] == 0
     # decrement^2 / 2 is the exact suboptimality on a quadratic
@@ -121,7 +127,7 @@ def test_damping_turns_an_indefinite_hessian_into_a_descent_direction():
 
     w0 = torch.tensor([0.5, 0.1], dtype=torch.float64)
     assert torch.linalg.eigvalsh(hessian(f, w0)).min() < 0
-    pure, _ = newton_step(f, w0, line_search=False)
+    pure, _ = one_step(f, w0, line_search=False)
     assert f(pure) > f(torch.tensor([0.0, 0.0], dtype=torch.float64)) - 1e-3  # near the saddle
     traj, infos = newton(f, w0, 40, return_info=True, tol=1e-12)
     assert infos[0]["damping"] > 0
@@ -157,8 +163,8 @@ def test_newton_cg_reaches_the_newton_solution_without_the_hessian():
     torch.testing.assert_close(traj[-1], exact, atol=1e-9, rtol=0)
     assert len(traj) <= 15
     assert max(info["cg_iters"] for info in infos) <= 30
-    w1, info = newton_cg_step(f, w0, cg_iters=30, tol=1e-14)
-    w1_exact, _ = newton_step(f, w0)
+    w1, info = one_cg_step(f, w0, cg_iters=30, tol=1e-14)
+    w1_exact, _ = one_step(f, w0)
     torch.testing.assert_close(w1, w1_exact)
 
 
@@ -170,13 +176,29 @@ def test_newton_cg_reaches_the_newton_solution_without_the_hessian():
 ])
 def test_invalid_options(kwargs, name):
     with pytest.raises(ValueError, match=name):
-        newton_step(rosenbrock, torch.zeros(2), **kwargs)
+        one_step(rosenbrock, torch.zeros(2), **kwargs)
 
 
 def test_invalid_inputs():
     with pytest.raises(ValueError, match="1-D"):
-        newton_step(rosenbrock, torch.zeros(2, 1))
+        newton(rosenbrock, torch.zeros(2, 1), 1)
     with pytest.raises(ValueError, match="method"):
         newton(rosenbrock, torch.zeros(2), 3, method="bfgs")
     with pytest.raises(ValueError, match="cg_iters"):
-        newton_cg_step(rosenbrock, torch.zeros(2), cg_iters=0)
+        newton(rosenbrock, torch.zeros(2), 1, method="newton-cg", cg_iters=0)
+
+
+def test_newton_step_on_several_tensors_is_the_step_on_their_concatenation():
+    """The list convention: parameters of several shapes move as one flat vector would."""
+    f, X, *_ = logistic_problem(d=6)
+    w0 = torch.linspace(-1, 1, 6, dtype=torch.float64)
+    flat, flat_info = one_step(f, w0)
+    a, b = w0[:2].clone().reshape(2, 1), w0[2:].clone()
+
+    def loss():
+        return f(torch.cat([a.reshape(-1), b]))
+
+    g = gradient(f, w0)
+    info = newton_step([a, b], [g[:2].reshape(2, 1), g[2:]], hessian(f, w0), loss)
+    torch.testing.assert_close(torch.cat([a.reshape(-1), b]), flat, rtol=0, atol=0)
+    assert info == flat_info

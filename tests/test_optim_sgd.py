@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from labkit.optim import SGD, sgd_step, sgd_step_foreach
-from labkit.optim.parity import make_problem, option_grid, parity, run_optimizer
+from labkit.testing import make_problem, option_grid, parity, run_optimizer
 
 COMBOS = option_grid(
     dict(momentum=[0.0, 0.9], dampening=[0.0, 0.3], weight_decay=[0.0, 0.1],

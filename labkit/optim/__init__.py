@@ -1,19 +1,21 @@
 """labkit's optimizers: each a readable step function on tensors plus a ``torch.optim.Optimizer``.
 
-The step functions (``sgd_step``, ``heavy_ball_step``, ...) are what the chapters read; the
-optimizer classes wrap them so that param groups, ``state_dict``, ``zero_grad`` and learning-rate
-schedulers work as with ``torch.optim``. ``tests/test_optim_*.py`` prove them equal to PyTorch.
+The step functions (``sgd_step``, ``heavy_ball_step``, ``adam_step``, ``newton_step``) are what
+the chapters read: each updates a list of parameter tensors in place from their gradients and
+its state. The optimizer classes, on one base (:class:`labkit.optim.base.Optimizer`), wrap them
+so that param groups, ``state_dict``, ``zero_grad`` and learning-rate schedulers work as with
+``torch.optim``; ``tests/test_optim_*.py`` prove them equal to PyTorch.
+:func:`~labkit.optim.factory.make_optimizer` picks an optimizer by name, as the labs do.
 """
 
 from labkit.optim.adam import Adam, AdamW, adam_step, adam_step_foreach
+from labkit.optim.base import Optimizer
+from labkit.optim.factory import OptimizerConfig, make_optimizer, run_title
 from labkit.optim.heavy_ball import HeavyBall, heavy_ball_step, lookahead, pytorch_sgd_equivalent
 from labkit.optim.lbfgs import LBFGS, lbfgs_direction
 from labkit.optim.newton import (
     conjugate_gradient,
     damped_newton_direction,
-    gradient,
-    hessian,
-    hvp,
     newton,
     newton_cg_step,
     newton_step,
@@ -21,25 +23,8 @@ from labkit.optim.newton import (
 from labkit.optim.sgd import SGD, sgd_step, sgd_step_foreach
 
 __all__ = [
-    "Adam",
-    "AdamW",
-    "adam_step",
-    "adam_step_foreach",
-    "LBFGS",
-    "SGD",
-    "conjugate_gradient",
-    "damped_newton_direction",
-    "gradient",
-    "hessian",
-    "hvp",
-    "lbfgs_direction",
-    "newton",
-    "newton_cg_step",
-    "newton_step",
-    "HeavyBall",
-    "heavy_ball_step",
-    "lookahead",
-    "pytorch_sgd_equivalent",
-    "sgd_step",
-    "sgd_step_foreach",
+    "Adam", "AdamW", "HeavyBall", "LBFGS", "Optimizer", "OptimizerConfig", "SGD", "adam_step",
+    "adam_step_foreach", "conjugate_gradient", "damped_newton_direction", "heavy_ball_step",
+    "lbfgs_direction", "lookahead", "make_optimizer", "newton", "newton_cg_step", "newton_step",
+    "pytorch_sgd_equivalent", "run_title", "sgd_step", "sgd_step_foreach",
 ]

@@ -32,21 +32,30 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 import torch
-from torch.optim import Optimizer
 
-from labkit.optim._checks import check_nonnegative
+from labkit import _checks as checks
+from labkit.optim.base import Optimizer
 
 
+@torch.no_grad()
 def heavy_ball_step(
-    w: torch.Tensor, w_prev: torch.Tensor, grad: torch.Tensor, *, lr: float, beta: float
-) -> torch.Tensor:
-    r"""Heavy ball, :math:`w_{t+1} = w_t - \alpha\,g + \beta\,(w_t - w_{t-1})` (chapter 4).
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    previous: list[torch.Tensor],
+    *,
+    lr: float,
+    beta: float,
+) -> None:
+    r"""One heavy-ball step on every tensor of ``params``, in place (chapter 4).
 
-    Pure: returns a new tensor.
-
-    For Nesterov's form pass the gradient taken at :math:`w_t + \beta(w_t - w_{t-1})`.
+    :math:`w_{t+1} = w_t - \alpha\,g + \beta\,(w_t - w_{t-1})`, with ``previous`` holding
+    :math:`w_{t-1}` (set it to :math:`w_0` before the first step), updated here to :math:`w_t`.
+    For Nesterov's form pass the gradients taken at the look-ahead point :func:`lookahead`.
     """
-    return w - lr * grad + beta * (w - w_prev)
+    for w, g, w_prev in zip(params, grads, previous):
+        w_next = w - lr * g + beta * (w - w_prev)
+        w_prev.copy_(w)
+        w.copy_(w_next)
 
 
 def lookahead(w: torch.Tensor, w_prev: torch.Tensor, beta: float) -> torch.Tensor:
@@ -62,8 +71,8 @@ def pytorch_sgd_equivalent(lr: float, beta: float, nesterov: bool = False) -> di
     gives the lecture's look-ahead points ``y_t = w_t + beta (w_t - w_{t-1})`` as its iterates
     (see the module docstring). Both hold for a constant learning rate, from ``w_{-1} = w_0``.
     """
-    check_nonnegative("lr", lr)
-    check_nonnegative("beta", beta)
+    checks.at_least("lr", lr)
+    checks.at_least("beta", beta)
     if nesterov and beta == 0:
         raise ValueError("nesterov=True needs beta > 0 (torch.optim.SGD needs momentum > 0)")
     return dict(lr=lr, momentum=beta, dampening=0.0, nesterov=nesterov)
@@ -87,14 +96,11 @@ class HeavyBall(Optimizer):
         beta: float,
         nesterov: bool = False,
     ) -> None:
-        check_nonnegative("lr", lr)
-        check_nonnegative("beta", beta)
         super().__init__(params, dict(lr=lr, beta=beta, nesterov=nesterov))
 
-    def add_param_group(self, param_group: dict) -> None:
-        super().add_param_group(param_group)
-        check_nonnegative("lr", self.param_groups[-1]["lr"])
-        check_nonnegative("beta", self.param_groups[-1]["beta"])
+    def check_group(self, group: dict) -> None:
+        checks.at_least("lr", group["lr"])
+        checks.at_least("beta", group["beta"])
 
     def _prev(self, p: torch.Tensor) -> torch.Tensor:
         state = self.state[p]
@@ -105,29 +111,21 @@ class HeavyBall(Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
         """One heavy-ball (or Nesterov) step for every group; see the class docstring."""
-        nesterov_groups = [g for g in self.param_groups if g["nesterov"]]
-        if nesterov_groups and closure is None:
+        if closure is None and any(g["nesterov"] for g in self.param_groups):
             raise ValueError(
                 "HeavyBall(nesterov=True).step needs a closure (zero_grad, loss, backward) "
                 "to take the gradient at the look-ahead point; got closure=None"
             )
-        current = {}
-        for group in nesterov_groups:  # move to y_t = w_t + beta (w_t - w_{t-1})
-            for p in group["params"]:
-                current[p] = p.detach().clone()
+        self._current = {}  # w_t of the parameters moved to the look-ahead point
+        for group in self.param_groups:  # move to y_t = w_t + beta (w_t - w_{t-1})
+            for p in group["params"] if group["nesterov"] else []:
+                self._current[p] = p.detach().clone()
                 p.copy_(lookahead(p, self._prev(p), group["beta"]))
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    if p in current:
-                        p.copy_(current[p])  # no gradient: stay at w_t
-                    continue
-                w = current.get(p, p.detach().clone())
-                prev = self._prev(p)
-                p.copy_(heavy_ball_step(w, prev, p.grad, lr=group["lr"], beta=group["beta"]))
-                prev.copy_(w)
-        return loss
+        return super().step(closure)
+
+    def step_group(self, group: dict, params: list[torch.Tensor],
+                   grads: list[torch.Tensor]) -> None:
+        for p in group["params"] if group["nesterov"] else []:
+            p.copy_(self._current.pop(p))  # back to w_t; the gradients are those at y_t
+        heavy_ball_step(params, grads, [self._prev(p) for p in params], lr=group["lr"],
+                        beta=group["beta"])

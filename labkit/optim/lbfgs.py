@@ -28,9 +28,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 import torch
-from torch.optim import Optimizer
 
-from labkit.optim._checks import check_nonnegative
+from labkit import _checks as checks
+from labkit.optim.base import Optimizer
 
 
 def lbfgs_direction(
@@ -90,17 +90,8 @@ class LBFGS(Optimizer):
         *,
         maximize: bool = False,
     ) -> None:
-        check_nonnegative("lr", lr)
-        check_nonnegative("tolerance_grad", tolerance_grad)
-        check_nonnegative("tolerance_change", tolerance_change)
-        for name, value in (("max_iter", max_iter), ("history_size", history_size)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1; got {name}={value!r}")
         if max_eval is None:
-            max_eval = max_iter * 5 // 4
-        if line_search_fn not in (None, "strong_wolfe"):
-            raise ValueError(f"line_search_fn must be None or 'strong_wolfe'; got "
-                             f"{line_search_fn!r}")
+            max_eval = max_iter * 5 // 4 if isinstance(max_iter, int) else max_iter
         defaults = dict(lr=lr, max_iter=max_iter, max_eval=max_eval,
                         tolerance_grad=tolerance_grad, tolerance_change=tolerance_change,
                         history_size=history_size, line_search_fn=line_search_fn,
@@ -110,6 +101,13 @@ class LBFGS(Optimizer):
             raise ValueError("LBFGS supports a single param group; got "
                              f"{len(self.param_groups)}")
         self._params = self.param_groups[0]["params"]
+
+    def check_group(self, group: dict) -> None:
+        for name in ("lr", "tolerance_grad", "tolerance_change"):
+            checks.at_least(name, group[name])
+        for name in ("max_iter", "history_size"):
+            checks.integer(name, group[name], 1)
+        checks.one_of("line_search_fn", group["line_search_fn"], (None, "strong_wolfe"))
 
     # --- flat views of the parameters and gradients -------------------------------------------
 
@@ -127,7 +125,7 @@ class LBFGS(Optimizer):
             offset += n
 
     def _evaluate(self, closure: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, float]:
-        loss = closure()
+        loss = self.evaluate(closure)
         value = float(loss)
         return loss, -value if self.param_groups[0]["maximize"] else value
 
@@ -136,7 +134,6 @@ class LBFGS(Optimizer):
         """Up to ``max_iter`` L-BFGS iterations (chapter 5); returns the starting loss."""
         if closure is None:
             raise ValueError("LBFGS.step needs a closure that returns the loss; got None")
-        closure = torch.enable_grad()(closure)
         group = self.param_groups[0]
         lr, history_size = group["lr"], group["history_size"]
         tol_grad, tol_change = group["tolerance_grad"], group["tolerance_change"]

@@ -1,4 +1,4 @@
-r"""Newton's method with safeguards, Hessian-vector products, and Newton-CG (chapter 5).
+r"""Newton's method with safeguards, and Newton-CG (chapter 5).
 
 Newton's method minimises the local quadratic model
 :math:`f(w + d) \approx f(w) + g^\top d + \tfrac12 d^\top H d` with :math:`g = \nabla f(w)`,
@@ -21,12 +21,13 @@ measures the distance to the optimum: :math:`f(w) - f^\star \approx \tfrac12(g^\
 
 For many parameters the Hessian cannot even be stored (669,706 parameters of the course's MLP
 give about :math:`4.5\times10^{11}` entries). A Hessian-vector product :math:`Hv` costs about two
-gradients and never forms :math:`H` (:func:`hvp`, forward-over-reverse differentiation), and
-Newton-CG (:func:`newton_cg_step`) solves :math:`H d = -g` approximately by conjugate gradients
-using only such products.
+gradients and never forms :math:`H` (:func:`labkit.gradients.hvp`), and Newton-CG
+(:func:`newton_cg_step`) solves :math:`H d = -g` approximately by conjugate gradients using only
+such products.
 
-The functions take ``f``, a callable mapping a 1-D tensor :math:`w` to a scalar tensor, built of
-differentiable torch operations.
+Like :func:`labkit.optim.sgd.sgd_step`, :func:`newton_step` and :func:`newton_cg_step` update a
+list of parameter tensors in place from their gradients (and the Hessian, or Hessian-vector
+products); ``closure()`` gives the loss for the line search. :func:`newton` runs them on ``f(w)``.
 """
 
 from __future__ import annotations
@@ -35,46 +36,11 @@ import math
 from collections.abc import Callable
 
 import torch
-from torch.func import grad, jvp
-from torch.func import hessian as _hessian
 
-from labkit.optim._checks import check_nonnegative
+from labkit import _checks as checks
+from labkit.gradients import Objective, gradient, hessian, hvp
 
-Objective = Callable[[torch.Tensor], torch.Tensor]
-
-
-def _check_w(w: torch.Tensor) -> torch.Tensor:
-    if not isinstance(w, torch.Tensor) or w.dim() != 1:
-        shape = tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
-        raise ValueError(f"w must be a 1-D tensor of parameters; got {shape}")
-    return w.detach()
-
-
-def gradient(f: Objective, w: torch.Tensor) -> torch.Tensor:
-    r"""The gradient :math:`\nabla f(w)` (``torch.func.grad``; chapters 3 and 5)."""
-    return grad(f)(_check_w(w))
-
-
-def hessian(f: Objective, w: torch.Tensor) -> torch.Tensor:
-    r"""The full Hessian :math:`\nabla^2 f(w)`, an :math:`n\times n` matrix (chapter 5).
-
-    Costs about :math:`n` Hessian-vector products and :math:`n^2` numbers of memory: fine for
-    the 2-D test functions and small models, impossible for a neural network.
-    """
-    return _hessian(f)(_check_w(w))
-
-
-def hvp(f: Objective, w: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    r"""The Hessian-vector product :math:`\nabla^2 f(w)\,v` without forming the Hessian (chapter 5).
-
-    It is the directional derivative of the gradient, :math:`\frac{d}{d\epsilon}\nabla f(w +
-    \epsilon v)\big|_{\epsilon=0}`, computed by forward-mode differentiation (``jvp``) of the
-    reverse-mode gradient (``grad``): about the cost of two gradient evaluations.
-    """
-    w = _check_w(w)
-    if v.shape != w.shape:
-        raise ValueError(f"v must have the shape of w {tuple(w.shape)}; got {tuple(v.shape)}")
-    return jvp(grad(f), (w,), (v.detach(),))[1]
+Closure = Callable[[], torch.Tensor]
 
 
 def damped_newton_direction(
@@ -100,9 +66,7 @@ def damped_newton_direction(
 
 
 def backtracking(
-    f: Objective,
-    w: torch.Tensor,
-    d: torch.Tensor,
+    phi: Callable[[float], float],
     f_w: float,
     slope: float,
     *,
@@ -112,71 +76,85 @@ def backtracking(
 ) -> tuple[float, int, bool]:
     r"""Armijo backtracking line search (chapters 3 and 5).
 
-    The first :math:`t \in \{1, \rho, \rho^2, \dots\}` with
-    :math:`f(w + t d) \le f(w) + c\,t\,g^\top d`; ``slope`` is :math:`g^\top d < 0`.
+    The first :math:`t \in \{1, \rho, \rho^2, \dots\}` with :math:`\phi(t) \le f(w) + c\,t\,g^\top
+    d`, where :math:`\phi(t) = f(w + t d)` is the loss along the direction :math:`d`, ``f_w`` is
+    :math:`f(w)` and ``slope`` is :math:`g^\top d < 0`.
 
     Returns ``(t, backtracks, accepted)``; when no step passes within ``max_backtracks`` the
     result is ``(0.0, max_backtracks, False)``: the caller stays where it is.
     """
     t = 1.0
     for k in range(max_backtracks + 1):
-        value = f(w + t * d).item()
+        value = phi(t)
         if math.isfinite(value) and value <= f_w + c * t * slope:
             return t, k, True
         t *= shrink
     return 0.0, max_backtracks, False
 
 
-def _check_line_search(c: float, shrink: float, max_backtracks: int, damping: float) -> None:
-    check_nonnegative("damping", damping)
-    if not 0 < c < 1:
-        raise ValueError(f"c (the Armijo constant) must be in (0, 1); got c={c!r}")
-    if not 0 < shrink < 1:
-        raise ValueError(f"shrink must be in (0, 1); got shrink={shrink!r}")
-    if not isinstance(max_backtracks, int) or max_backtracks < 0:
-        raise ValueError(f"max_backtracks must be an integer >= 0; got {max_backtracks!r}")
+def _line_step(params, g, d, closure, line_search, c, shrink, max_backtracks) -> dict:
+    """Move ``params`` along the flat direction ``d``: by the Armijo step, or by ``t = 1``."""
+    checks.interval("c", c, 0.0, 1.0, "()")
+    checks.interval("shrink", shrink, 0.0, 1.0, "()")
+    checks.integer("max_backtracks", max_backtracks)
+    origin = [p.clone() for p in params]
+    f_w, slope = float(closure()), torch.dot(g, d).item()
 
+    def move(t: float) -> None:  # params <- origin + t d
+        offset = 0
+        for p, p0 in zip(params, origin):
+            p.copy_(p0 + t * d[offset:offset + p.numel()].view_as(p))
+            offset += p.numel()
 
-def _take_step(f, w, g, d, f_w, line_search, c, shrink, max_backtracks):
-    slope = torch.dot(g, d).item()
+    def phi(t: float) -> float:
+        move(t)
+        return float(closure())
+
     if line_search:
-        t, backtracks, accepted = backtracking(f, w, d, f_w, slope, c=c, shrink=shrink,
+        t, backtracks, accepted = backtracking(phi, f_w, slope, c=c, shrink=shrink,
                                                max_backtracks=max_backtracks)
+        if not accepted:
+            move(t)
     else:
         t, backtracks, accepted = 1.0, 0, True
-    return w + t * d, dict(f=f_w, grad_norm=g.norm().item(),
-                           decrement=math.sqrt(max(-slope, 0.0)), step_size=t,
-                           backtracks=backtracks, accepted=accepted)
+        move(t)
+    return dict(f=f_w, grad_norm=g.norm().item(), decrement=math.sqrt(max(-slope, 0.0)),
+                step_size=t, backtracks=backtracks, accepted=accepted)
 
 
+@torch.no_grad()
 def newton_step(
-    f: Objective,
-    w: torch.Tensor,
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    hessian: torch.Tensor,
+    closure: Closure,
     *,
     damping: float = 0.0,
     line_search: bool = True,
     c: float = 1e-4,
     shrink: float = 0.5,
     max_backtracks: int = 30,
-) -> tuple[torch.Tensor, dict]:
-    r"""One damped Newton step with backtracking, the module docstring's safeguards (chapter 5).
+) -> dict:
+    r"""One damped Newton step with backtracking on ``params``, in place (chapter 5).
 
-    Returns the new iterate and ``info``: ``f`` (at :math:`w`), ``grad_norm``, ``decrement``
-    (:math:`\sqrt{-g^\top d}`), ``damping`` (the :math:`\lambda` used), ``step_size`` :math:`t`,
-    ``backtracks`` and ``accepted``. With ``damping=0, line_search=False`` it is pure Newton,
-    :math:`w - H^{-1} g`, which fails (``RuntimeError``) if :math:`H` is singular.
+    ``grads`` are the gradients of the parameters, ``hessian`` the Hessian over their
+    concatenation, and ``closure()`` evaluates the loss at the current parameters. The direction
+    solves :math:`(H + \lambda I)\,d = -g`, then the Armijo line search picks the step (the
+    safeguards of the module docstring). Returns ``info``: ``f`` (at :math:`w`), ``grad_norm``,
+    ``decrement`` (:math:`\sqrt{-g^\top d}`), ``damping`` (the :math:`\lambda` used),
+    ``step_size`` :math:`t`, ``backtracks`` and ``accepted``. With ``damping=0,
+    line_search=False`` it is pure Newton, :math:`w - H^{-1} g`, which fails (``RuntimeError``)
+    if :math:`H` is singular.
     """
-    _check_line_search(c, shrink, max_backtracks, damping)
-    w = _check_w(w)
-    g = gradient(f, w)
-    H = hessian(f, w)
+    checks.at_least("damping", damping)
+    g = torch.cat([x.reshape(-1) for x in grads])
     if line_search or damping > 0:
-        d, lam = damped_newton_direction(g, H, damping)
+        d, lam = damped_newton_direction(g, hessian, damping)
     else:
-        d, lam = -torch.linalg.solve(H, g), 0.0  # pure Newton: H may be indefinite
-    new_w, info = _take_step(f, w, g, d, f(w).item(), line_search, c, shrink, max_backtracks)
+        d, lam = -torch.linalg.solve(hessian, g), 0.0  # pure Newton: H may be indefinite
+    info = _line_step(params, g, d, closure, line_search, c, shrink, max_backtracks)
     info["damping"] = lam
-    return new_w, info
+    return info
 
 
 def conjugate_gradient(
@@ -216,9 +194,12 @@ def conjugate_gradient(
     return x, max_iters, False
 
 
+@torch.no_grad()
 def newton_cg_step(
-    f: Objective,
-    w: torch.Tensor,
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    hvp_fn: Callable[[torch.Tensor], torch.Tensor],
+    closure: Closure,
     *,
     cg_iters: int = 50,
     tol: float | None = None,
@@ -226,27 +207,25 @@ def newton_cg_step(
     c: float = 1e-4,
     shrink: float = 0.5,
     max_backtracks: int = 30,
-) -> tuple[torch.Tensor, dict]:
-    r"""One Newton-CG step (chapter 5).
+) -> dict:
+    r"""One Newton-CG step on ``params``, in place (chapter 5).
 
-    :math:`H d = -g` is solved by :func:`conjugate_gradient` on :func:`hvp` products (the
-    Hessian is never formed), then the Armijo line search picks the step.
+    :math:`H d = -g` is solved by :func:`conjugate_gradient` on the products ``hvp_fn(v)``
+    :math:`= Hv` (the Hessian is never formed), then the Armijo line search picks the step, as in
+    :func:`newton_step`.
 
     ``tol`` is the relative residual at which CG stops; by default the forcing term
     :math:`\min(0.5, \sqrt{\lVert g\rVert})` of Nocedal and Wright (2006, §7.1), which gives
     superlinear convergence. ``info`` adds ``cg_iters`` and ``negative_curvature``.
     """
-    _check_line_search(c, shrink, max_backtracks, 0.0)
-    if not isinstance(cg_iters, int) or cg_iters < 1:
-        raise ValueError(f"cg_iters must be an integer >= 1; got {cg_iters!r}")
-    w = _check_w(w)
-    g = gradient(f, w)
+    checks.integer("cg_iters", cg_iters, 1)
+    g = torch.cat([x.reshape(-1) for x in grads])
     if tol is None:
         tol = min(0.5, math.sqrt(g.norm().item()))
-    d, iters, negative = conjugate_gradient(lambda v: hvp(f, w, v), -g, cg_iters, tol)
-    new_w, info = _take_step(f, w, g, d, f(w).item(), line_search, c, shrink, max_backtracks)
+    d, iters, negative = conjugate_gradient(hvp_fn, -g, cg_iters, tol)
+    info = _line_step(params, g, d, closure, line_search, c, shrink, max_backtracks)
     info.update(cg_iters=iters, negative_curvature=negative)
-    return new_w, info
+    return info
 
 
 def newton(
@@ -259,24 +238,27 @@ def newton(
     return_info: bool = False,
     **kwargs,
 ) -> torch.Tensor | tuple[torch.Tensor, list[dict]]:
-    r"""Run ``steps`` Newton steps from ``w0``; returns the iterates, ``(k+1, n)`` (chapter 5).
+    r"""Run ``steps`` Newton steps on ``f`` from the flat vector ``w0``; returns the iterates,
+    ``(k+1, n)`` (chapter 5).
 
     Stops early once :math:`\lVert\nabla f\rVert \le` ``tol``. ``method`` is ``"newton"``
-    (:func:`newton_step`) or ``"newton-cg"`` (:func:`newton_cg_step`); ``kwargs`` go to the
-    step. With ``return_info=True`` also returns the list of ``info`` dicts, one per step.
+    (:func:`newton_step` with the Hessian of :func:`labkit.gradients.hessian`) or
+    ``"newton-cg"`` (:func:`newton_cg_step` with :func:`labkit.gradients.hvp`); ``kwargs`` go to
+    the step. With ``return_info=True`` also returns the list of ``info`` dicts, one per step.
     """
-    steppers = {"newton": newton_step, "newton-cg": newton_cg_step}
-    if method not in steppers:
-        raise ValueError(f"method must be 'newton' or 'newton-cg'; got {method!r}")
-    if not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be an integer >= 0; got {steps!r}")
-    w = _check_w(w0).clone()
-    iterates, infos = [w], []
+    checks.one_of("method", method, ("newton", "newton-cg"))
+    checks.integer("steps", steps)
+    w = checks.vector(w0).clone()
+    iterates, infos = [w.clone()], []
     for _ in range(steps):
-        if tol > 0 and gradient(f, w).norm().item() <= tol:
+        g = gradient(f, w)
+        if tol > 0 and g.norm().item() <= tol:
             break
-        w, info = steppers[method](f, w, **kwargs)
-        iterates.append(w)
+        if method == "newton":
+            info = newton_step([w], [g], hessian(f, w), lambda: f(w), **kwargs)
+        else:
+            info = newton_cg_step([w], [g], lambda v: hvp(f, w, v), lambda: f(w), **kwargs)
+        iterates.append(w.clone())
         infos.append(info)
     trajectory = torch.stack(iterates)
     return (trajectory, infos) if return_info else trajectory

@@ -17,12 +17,12 @@ copies the gradient into the buffer *without* dampening, exactly as PyTorch does
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import torch
-from torch.optim import Optimizer
 
-from labkit.optim._checks import check_finite, check_nonnegative
+from labkit import _checks as checks
+from labkit.optim.base import Optimizer
 
 
 @torch.no_grad()
@@ -60,21 +60,13 @@ def sgd_step(
 
 
 @torch.no_grad()
-def sgd_step_foreach(
-    params: list[torch.Tensor],
-    grads: list[torch.Tensor],
-    momentum_buffers: list[torch.Tensor | None],
-    *,
-    lr: float,
-    momentum: float = 0.0,
-    dampening: float = 0.0,
-    weight_decay: float = 0.0,
-    nesterov: bool = False,
-    maximize: bool = False,
-) -> None:
+def sgd_step_foreach(params: list[torch.Tensor], grads: list[torch.Tensor],
+                     momentum_buffers: list[torch.Tensor | None], *, lr: float,
+                     momentum: float = 0.0, dampening: float = 0.0, weight_decay: float = 0.0,
+                     nesterov: bool = False, maximize: bool = False) -> None:
     """:func:`sgd_step` on all tensors at once with ``torch._foreach_*`` kernels (chapter 4).
 
-    Same numbers, fewer kernel launches (which matters on a GPU).
+    Same arguments, same numbers, fewer kernel launches (which matters on a GPU).
     """
     if not params:
         return
@@ -95,21 +87,6 @@ def sgd_step_foreach(
         g = torch._foreach_add(g, momentum_buffers, alpha=momentum) if nesterov \
             else list(momentum_buffers)
     torch._foreach_add_(params, g, alpha=-lr)
-
-
-def check_sgd_hyperparameters(
-    lr: float, momentum: float, dampening: float, weight_decay: float, nesterov: bool
-) -> None:
-    """Raise a ``ValueError`` naming the first invalid hyper-parameter of SGD (chapter 4)."""
-    check_nonnegative("lr", lr)
-    check_nonnegative("momentum", momentum)
-    check_finite("dampening", dampening)
-    check_nonnegative("weight_decay", weight_decay)
-    if nesterov and (momentum <= 0 or dampening != 0):
-        raise ValueError(
-            f"nesterov=True needs momentum > 0 and dampening = 0; got momentum={momentum!r}, "
-            f"dampening={dampening!r}"
-        )
 
 
 class SGD(Optimizer):
@@ -135,34 +112,26 @@ class SGD(Optimizer):
         *,
         foreach: bool = False,
     ) -> None:
-        check_sgd_hyperparameters(lr, momentum, dampening, weight_decay, nesterov)
-        defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
-                        weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
-                        foreach=foreach)
-        super().__init__(params, defaults)
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov,
+                                      maximize=maximize, foreach=foreach))
 
-    def add_param_group(self, param_group: dict) -> None:
-        super().add_param_group(param_group)
-        g = self.param_groups[-1]
-        check_sgd_hyperparameters(g["lr"], g["momentum"], g["dampening"], g["weight_decay"],
-                                  g["nesterov"])
+    def check_group(self, group: dict) -> None:
+        checks.at_least("lr", group["lr"])
+        checks.at_least("momentum", group["momentum"])
+        checks.finite("dampening", group["dampening"])
+        checks.at_least("weight_decay", group["weight_decay"])
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError(f"nesterov=True needs momentum > 0 and dampening = 0; got "
+                             f"momentum={group['momentum']!r}, dampening={group['dampening']!r}")
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
-        """One step for every group; ``closure`` re-evaluates the loss (with gradients) first."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            grads = [p.grad for p in params]
-            buffers = [self.state[p].get("momentum_buffer") for p in params]
-            step_fn = sgd_step_foreach if group["foreach"] else sgd_step
-            step_fn(params, grads, buffers, lr=group["lr"], momentum=group["momentum"],
-                    dampening=group["dampening"], weight_decay=group["weight_decay"],
-                    nesterov=group["nesterov"], maximize=group["maximize"])
-            if group["momentum"] != 0:
-                for p, buf in zip(params, buffers):
-                    self.state[p]["momentum_buffer"] = buf
-        return loss
+    def step_group(self, group: dict, params: list[torch.Tensor],
+                   grads: list[torch.Tensor]) -> None:
+        buffers = [self.state[p].get("momentum_buffer") for p in params]
+        step = sgd_step_foreach if group["foreach"] else sgd_step
+        step(params, grads, buffers, lr=group["lr"], momentum=group["momentum"],
+             dampening=group["dampening"], weight_decay=group["weight_decay"],
+             nesterov=group["nesterov"], maximize=group["maximize"])
+        if group["momentum"] != 0:
+            for p, buf in zip(params, buffers):
+                self.state[p]["momentum_buffer"] = buf
