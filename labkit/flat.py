@@ -1,8 +1,8 @@
 r"""A network's loss as a function of one flat parameter vector (chapter 5).
 
-Second-order tools (``labkit.optim.hessian``, ``hvp``, ``newton``) speak about a function
-:math:`f:\mathbb{R}^d \to \mathbb{R}`. A :class:`torch.nn.Module` keeps its :math:`d` parameters
-in several tensors instead. :func:`flat_loss` bridges the two: it returns
+Second-order tools (``labkit.gradients.hessian``, ``hvp``, ``labkit.optim.newton``) speak about a
+function :math:`f:\mathbb{R}^d \to \mathbb{R}`. A :class:`torch.nn.Module` keeps its :math:`d`
+parameters in several tensors instead. :func:`flat_loss` bridges the two: it returns
 
 .. math:: f(w) = \frac1n \sum_{i=1}^n \ell\big(\text{model}_w(x_i), y_i\big),
 

@@ -87,7 +87,8 @@ def logistic_objective(X: torch.Tensor, y: torch.Tensor, l2: float = 0.0
                        ) -> Callable[[torch.Tensor], torch.Tensor]:
     """The objective as a function of ``w`` alone, ``f(w) = logistic_loss(w, X, y, l2)``.
 
-    This is the form ``labkit.optim.hessian``, ``hvp`` and ``newton`` expect (chapter 5).
+    This is the form ``labkit.gradients.hessian``, ``hvp`` and ``labkit.optim.newton`` expect
+    (chapter 5).
     """
     checks.matrix(X)
     _check(torch.zeros(X.shape[1], dtype=X.dtype), X, y, l2)
