@@ -12,10 +12,9 @@ Binder's configuration, a README for students and the requirements without the t
 tools; its ``_config.yml`` points ``repository.url`` (the buttons) at the public repository.
 
 What goes in is a list (:data:`PUBLIC` and the pages of ``_toc.yml``), not what stays out: a
-new private file stays private.
-Once written, every file of the release is checked against every master notebook
-(:func:`leaks_in`, with :func:`coursetools.leaks.secrets`): if a line of a solution or a hidden
-test is found anywhere, the release is removed and the command fails.
+new private file stays private. Once written, every file of the release is checked against every
+master notebook (:func:`leaks_in`, with :func:`coursetools.leaks.secrets`): if a solution or a
+hidden test is found anywhere, the release is removed and the command fails.
 """
 
 from __future__ import annotations
