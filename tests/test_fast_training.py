@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -194,6 +196,22 @@ def test_bad_arguments_are_named(digits):
         make_optimizer("Adam", m.parameters(), 1e-3, momentum=0.9)
     with pytest.raises(ValueError, match="'SGD' or 'Adam'"):
         make_optimizer("RMSprop", m.parameters(), 1e-3)
+
+
+def test_the_factory_builds_torchs_optimizers_by_name():
+    params = [torch.zeros(2, requires_grad=True)]
+    sgd = make_optimizer("sgd", params, 0.1, 0.9)
+    assert type(sgd) is torch.optim.SGD and sgd.defaults["momentum"] == 0.9
+    assert sgd.defaults["fused"]  # torch's fused kernel on a CPU tensor
+    adam = make_optimizer("ADAM", params, 1e-3, fused=False)
+    assert type(adam) is torch.optim.Adam and adam.defaults["lr"] == 1e-3
+    assert not adam.defaults["fused"]
+
+
+def test_training_does_not_need_matplotlib():
+    code = "import sys, labkit.fast, labkit.sweep, labkit.train; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 # ---------------------------------------------------------------------------------------------

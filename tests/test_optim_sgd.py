@@ -122,6 +122,17 @@ def test_invalid_hyperparameters(kwargs, name):
         SGD([torch.zeros(1, requires_grad=True)], **kwargs)
 
 
+def test_each_param_group_is_checked_once(monkeypatch):
+    checked = []
+    check = SGD.check_group
+    monkeypatch.setattr(SGD, "check_group",
+                        lambda self, g: (checked.append(g["lr"]), check(self, g)))
+    opt = SGD([dict(params=[torch.zeros(1, requires_grad=True)]),
+               dict(params=[torch.zeros(1, requires_grad=True)], lr=0.2)], lr=0.1)
+    opt.add_param_group(dict(params=[torch.zeros(1, requires_grad=True)], lr=0.3))
+    assert checked == [0.1, 0.2, 0.3]
+
+
 def test_invalid_param_group_is_rejected():
     opt = SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     with pytest.raises(ValueError, match="momentum=-1"):
