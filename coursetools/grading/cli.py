@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from coursetools.grading.archive import Autograder, find_autograder
-from coursetools.grading.supervise import STATUSES, grade_folder
+from coursetools.grading.supervise import STATUSES, Limits, grade_folder
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,18 +17,20 @@ def main(argv: list[str] | None = None) -> int:
         description="Grade a folder of submissions with an assignment's autograder.")
     parser.add_argument("submissions", type=Path)
     parser.add_argument("--assignment", help="name of an assignment built by make handouts")
-    parser.add_argument("--autograder", type=Path, help="an Otter autograder archive (.zip)")
+    parser.add_argument("--autograder", type=Path, help="an autograder archive (.zip)")
     parser.add_argument("--out", type=Path, required=True, help="folder for grades.csv etc.")
     parser.add_argument("--timeout", type=float, default=300, help="seconds per submission")
     parser.add_argument("--max-output", type=int, default=2_000_000,
                         help="bytes of output a submission may print")
+    parser.add_argument("--memory", type=int, default=4096,
+                        help="megabytes of memory a submission may use")
+    parser.add_argument("--max-processes", type=int, default=64,
+                        help="processes a submission may run at once")
     parser.add_argument("--jobs", type=int, default=2, help="submissions graded at once")
-    parser.add_argument("--no-isolation", action="store_true",
-                        help="do not put the graders in a network namespace of their own")
+    parser.add_argument("--unsafe-no-sandbox", action="store_true",
+                        help="grade even where no sandbox can be made (recorded in the CSV)")
     parser.add_argument("--no-hidden-messages", action="store_true",
                         help="feedback names failed hidden tests but does not quote their message")
-    parser.add_argument("--keep-scratch", action="store_true",
-                        help="keep each submission's scratch folder (for debugging)")
     args = parser.parse_args(argv)
     if args.autograder:
         archive = args.autograder
@@ -36,16 +38,21 @@ def main(argv: list[str] | None = None) -> int:
         archive = find_autograder(args.assignment or args.submissions.resolve().name)
     autograder = Autograder.load(archive)
     start = time.perf_counter()
-    rows = grade_folder(args.submissions, autograder, args.out, timeout=args.timeout,
-                        max_output=args.max_output, jobs=args.jobs,
-                        isolate=not args.no_isolation,
-                        hidden_messages=not args.no_hidden_messages,
-                        keep_scratch=args.keep_scratch)
+    limits = Limits(timeout=args.timeout, max_output=args.max_output, memory_mb=args.memory,
+                    max_processes=args.max_processes)
+    rows, changes = grade_folder(args.submissions, autograder, args.out, limits=limits,
+                                 jobs=args.jobs, unsafe=args.unsafe_no_sandbox,
+                                 hidden_messages=not args.no_hidden_messages)
     counts = {s: sum(r.status == s for r in rows) for s in STATUSES if any(r.status == s
                                                                             for r in rows)}
-    print(f"grade: {len(rows)} file(s) in {time.perf_counter() - start:.0f} s: "
+    seconds = time.perf_counter() - start
+    print(f"grade: {len(rows)} file(s) in {seconds:.0f} s: "
           + ", ".join(f"{n} {s}" for s, n in counts.items())
           + f" -> {args.out / 'grades.csv'}", flush=True)
+    if changes:
+        print("grade: ERROR: the grading environment or the archive changed during the batch; "
+              "grades may be wrong:\n  " + "\n  ".join(changes[:50]), file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

@@ -1,4 +1,16 @@
-"""Isolation: a network namespace (and a PID namespace) of its own, where the machine allows it."""
+"""Isolation: the bubblewrap sandbox every submission runs in.
+
+Inside the sandbox (:func:`sandbox_command`) a submission sees a read-only system (``/usr``,
+``/etc``), a read-only Python (the interpreter, the course's virtual environment and ``labkit``),
+a private writable ``/tmp`` of limited size (its working folder and home), no network, its own PID
+namespace (nothing it starts outlives it), and the unprivileged user ``nobody`` (65534) with no
+capabilities. The course repository, its masters and ``_build/`` (the autograder archives), the
+reference values and the other submissions are not there: they are never mounted. Limits on
+memory, time, output and processes are applied from outside (:mod:`~coursetools.grading.supervise`).
+
+Where no sandbox can be made the grader stops (:func:`require_sandbox`) with one line naming what
+to install, unless the instructor passed ``--unsafe-no-sandbox``.
+"""
 
 from __future__ import annotations
 
@@ -6,55 +18,92 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
+from pathlib import Path
 
-BLACKHOLE_PROXY = "http://127.0.0.1:9"  # the discard port: nothing listens there
-
-
-def bring_up_loopback() -> None:
-    """Switch on ``lo`` in a fresh network namespace (the kernel talks to Otter over 127.0.0.1)."""
-    import fcntl
-    import socket
-    import struct
-
-    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        ifreq = struct.pack("16sH", b"lo", 0)
-        flags = struct.unpack("16sH", fcntl.ioctl(s, siocgifflags, ifreq)[:18])[1]
-        fcntl.ioctl(s, siocsifflags, struct.pack("16sH", b"lo", flags | iff_up))
+INSTALL = "apt-get install -y bubblewrap"
+WORKER = Path(__file__).with_name("worker.py")
+INSIDE_WORKER = "/opt/grader/worker.py"
+NOBODY = "65534"
 
 
-_PROBE = """
-import socket
-from coursetools.grading.isolation import bring_up_loopback
-bring_up_loopback()
-server = socket.socket(); server.bind(("127.0.0.1", 0)); server.listen(1)
-client = socket.create_connection(server.getsockname(), timeout=2)
-try:
-    socket.create_connection(("1.1.1.1", 80), timeout=2)
-except OSError:
-    print("isolated")
-"""
+def python_roots() -> list[Path]:
+    """What the sandbox must see, read-only, for Python, the course's packages and IPython."""
+    import labkit
+
+    roots = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(),
+             Path(sysconfig.get_paths()["purelib"]).resolve(),
+             Path(labkit.__file__).resolve().parent}
+    exe = Path(sys.executable)
+    roots.add(exe.parent.resolve())
+    roots.add(exe.resolve().parent)
+    system = (Path("/usr"), Path("/etc"))
+    roots = {r for r in roots if not any(r.is_relative_to(s) for s in system)}
+    return sorted(r for r in roots if not any(r != o and r.is_relative_to(o) for o in roots))
 
 
-def network_isolation() -> list[str]:
-    """The command prefix that gives a process its own, empty network namespace ([] if none).
+def worker_argv(args: list[str]) -> list[str]:
+    """``python -I worker.py ARGS`` as the sandbox sees it."""
+    return [sys.executable, "-I", INSIDE_WORKER, *args]
 
-    The namespace has only a loopback interface, which the worker switches on (the kernel and
-    Otter talk over 127.0.0.1): nothing outside the machine can be reached.
-    """
-    unshare = shutil.which("unshare")
-    if not unshare or not sys.platform.startswith("linux"):
-        return []
-    # A PID namespace too, where possible: when the worker dies, everything it started dies.
-    sandboxes = [["--net", "--pid", "--kill-child"], ["--net"]]
-    candidates = [[unshare, *s] for s in sandboxes] if os.geteuid() == 0 else []
-    candidates += [[unshare, "--user", "--map-root-user", *s] for s in sandboxes]
-    for prefix in candidates:
-        try:
-            out = subprocess.run(prefix + [sys.executable, "-c", _PROBE], capture_output=True,
-                                 text=True, timeout=30)
-        except (OSError, subprocess.SubprocessError):
-            continue
-        if out.returncode == 0 and out.stdout.strip() == "isolated":
-            return prefix
-    return []
+
+def sandbox_command(inside: list[str], *, tmp_bytes: int = 512 << 20) -> list[str]:
+    """The bwrap command line that runs the command ``inside`` in the sandbox."""
+    bwrap = shutil.which("bwrap")
+    cmd = [bwrap, "--unshare-all", "--unshare-user", "--uid", NOBODY, "--gid", NOBODY,
+           "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--disable-userns",
+           "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc",
+           "--dev", "/dev", "--proc", "/proc",
+           "--size", str(tmp_bytes), "--tmpfs", "/tmp"]
+    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        top = Path("/") / name
+        if top.is_symlink():
+            cmd += ["--symlink", os.readlink(top), str(top)]
+        elif top.is_dir():
+            cmd += ["--ro-bind", str(top), str(top)]
+    for root in python_roots():
+        cmd += ["--ro-bind", str(root), str(root)]
+    cmd += ["--ro-bind", str(WORKER), INSIDE_WORKER, "--dir", "/tmp/home", "--dir", "/tmp/work",
+            "--chdir", "/tmp/work", "--clearenv"]
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+           "HOME": "/tmp/home", "TMPDIR": "/tmp", "LANG": "C.UTF-8", "MPLBACKEND": "agg",
+           "MPLCONFIGDIR": "/tmp/home/.matplotlib", "IPYTHONDIR": "/tmp/home/.ipython",
+           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0",
+           "PYTHONDONTWRITEBYTECODE": "1", "PIP_NO_INDEX": "1", "VIRTUAL_ENV": sys.prefix}
+    for key, value in env.items():
+        cmd += ["--setenv", key, value]
+    return cmd + ["--", *inside]
+
+
+def unsafe_command(worker_args: list[str]) -> list[str]:
+    """Without a sandbox (``--unsafe-no-sandbox``): the worker in a plain process."""
+    return [sys.executable, "-I", str(WORKER), *worker_args]
+
+
+def sandbox_problem() -> str | None:
+    """Why no sandbox can be made here (one line), or None when bubblewrap works."""
+    if not sys.platform.startswith("linux"):
+        return f"grading needs Linux with bubblewrap; this is {sys.platform}"
+    if shutil.which("bwrap") is None:
+        return f"no sandbox: bubblewrap is not installed ({INSTALL})"
+    cmd = sandbox_command(worker_argv(["--self-test"]), tmp_bytes=16 << 20)
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
+                             stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError) as err:
+        return f"no sandbox: bubblewrap failed to start ({err}); {INSTALL}"
+    if out.returncode != 0 or out.stdout.strip() != "isolated":
+        why = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        return (f"no sandbox: bubblewrap could not make one here ({why}); it needs unprivileged "
+                f"user namespaces or root ({INSTALL})")
+    return None
+
+
+def require_sandbox(unsafe: bool) -> str | None:
+    """None when the sandbox works; the note the CSV records in unsafe mode; else stop."""
+    problem = sandbox_problem()
+    if problem is None:
+        return None
+    if unsafe:
+        return f"UNSAFE: graded without a sandbox ({problem})"
+    raise SystemExit(f"grade: {problem}; or pass --unsafe-no-sandbox to grade without one")

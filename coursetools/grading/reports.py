@@ -21,6 +21,8 @@ EXPLAIN = {
                "graded. Look for a loop that never ends or a computation that is far too large.",
     "output-flood": "Your notebook printed far too much output, so it was stopped and not "
                     "graded. Remove the prints inside long loops.",
+    "memory": "Your notebook used more memory than grading allows, so it was stopped and not "
+              "graded. Look for a tensor or a list that grows far too large.",
     "exited": "Your notebook stopped its own Python process (exit(), quit() or os._exit()), so "
               "grading could not finish. Remove that call.",
     "crashed": "Your notebook's Python process crashed while it was graded, so it was not "

@@ -1,170 +1,157 @@
-"""The worker: runs in the isolated process, grades one notebook, writes ``result.json``.
+"""The worker: what runs inside the sandbox for one submission. It computes no score.
 
-    python -m coursetools.grading.worker SUBMISSION ARCHIVE RESULT --max-output N \
-        [--expected-name NAME]
+    python -I worker.py RESULTS_FD     # inside the sandbox (see coursetools.grading.isolation)
+    python -I worker.py --self-test
+
+This file is run on its own, by path, inside the sandbox: it imports nothing from the course's
+packages, and nothing it does is trusted. It reads one frame from standard input, the notebook's
+code cells, and runs them one by one in an IPython shell (magics work; a cell that raises does
+not stop the others, as in Otter). Then it writes a frame to the file descriptor RESULTS_FD
+saying that the cells are done, reads a second frame, the *probes* (one small function per test,
+which calls the student's functions and returns what they gave), runs each, and writes their
+values as one last frame: plain JSON, with tensors as dtype, shape and raw bytes
+(:func:`encode`). The verdicts are computed outside, by the tests' *checks*
+(:mod:`coursetools.grading.verdicts`).
+
+A frame is 8 bytes of length (big-endian) and that many bytes of UTF-8 JSON.
 """
 
 from __future__ import annotations
 
-import argparse
+import base64
 import json
 import os
-import signal
 import sys
-import time
-from pathlib import Path
 
-from coursetools.grading.isolation import bring_up_loopback
-from coursetools.notebooks import set_kernelspec
+MEMORY_ERRORS = ("can't allocate memory", "not enough memory", "out of memory",
+                 "cannot allocate memory")
 
 
-def _kill_kernels(kernels: list) -> None:
-    for process in kernels:
-        if process.poll() is None:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)  # the kernel leads its own session
-            except OSError:
-                process.kill()
+def read_frame(fd: int) -> dict:
+    head = _read_exactly(fd, 8)
+    return json.loads(_read_exactly(fd, int.from_bytes(head, "big")).decode())
 
 
-def _install_guards(max_output: int, kernels: list, on_flood) -> None:
-    """Remember kernel processes; call ``on_flood()`` once the kernel printed ``max_output`` bytes.
-
-    Output arrives in a task of nbclient that is only awaited once the cell finishes, which a
-    flooding cell never does: so ``on_flood`` must end the grading itself.
-    """
-    import nbclient.client
-    from jupyter_client.provisioning import local_provisioner
-
-    launch = local_provisioner.launch_kernel
-
-    def launch_and_remember(*args, **kwargs):
-        process = launch(*args, **kwargs)
-        kernels.append(process)
-        return process
-
-    local_provisioner.launch_kernel = launch_and_remember
-    process_message = nbclient.client.NotebookClient.process_message
-    counted = {"bytes": 0}
-
-    def counting(self, msg, cell, cell_index):
-        if msg.get("msg_type") in ("stream", "display_data", "execute_result", "error",
-                                   "update_display_data"):
-            content = msg.get("content", {})
-            counted["bytes"] += sum(len(str(v)) for v in content.values())
-            if counted["bytes"] > max_output:
-                on_flood()
-        return process_message(self, msg, cell, cell_index)
-
-    nbclient.client.NotebookClient.process_message = counting
+def _read_exactly(fd: int, n: int) -> bytes:
+    chunks, got = [], 0
+    while got < n:
+        chunk = os.read(fd, min(n - got, 1 << 20))
+        if not chunk:
+            raise EOFError("the grader closed the pipe")
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
 
 
-def _kernel_death(kernels: list) -> tuple[str, str]:
-    """('exited', why) or ('crashed', why) for a kernel that died on its own."""
-    for process in kernels:
-        for _ in range(20):
-            if process.poll() is not None:
-                break
-            time.sleep(0.1)
-        code = process.poll()
-        if code is None:
-            continue
-        if code < 0:
-            try:
-                name = signal.Signals(-code).name
-            except ValueError:
-                name = f"signal {-code}"
-            return "crashed", f"the kernel was killed by {name}"
-        return "exited", f"the kernel exited with code {code} before grading finished"
-    return "crashed", "the kernel died"
+def write_frame(fd: int, doc: dict) -> None:
+    data = json.dumps(doc).encode()
+    data = len(data).to_bytes(8, "big") + data
+    while data:
+        data = data[os.write(fd, data):]
 
 
-def _exception_text(message: str) -> str:
-    """The exception line(s) of an Otter test-case message, without the test's source line."""
-    lines = (message or "").strip().splitlines()
-    if len(lines) >= 4 and lines[1].startswith("Error at line"):
-        return "\n".join(lines[3:])
-    return "\n".join(lines[1:]) if lines and lines[0].startswith("❌") else "\n".join(lines)
+def encode(value, depth: int = 0):
+    """``value`` as plain JSON: scalars as they are, containers tagged, tensors as raw bytes."""
+    if depth > 32:
+        return {"repr": "<nested too deeply>", "type": type(value).__name__}
+    if value is None or type(value) is bool:
+        return value
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    if type(value) in (list, tuple):
+        return {"list" if type(value) is list else "tuple":
+                [encode(v, depth + 1) for v in value]}
+    if type(value) is dict:
+        return {"dict": [[encode(k, depth + 1), encode(v, depth + 1)] for k, v in value.items()]}
+    torch = sys.modules.get("torch")
+    if torch is not None and type(value) is torch.Tensor:
+        t = value.detach().cpu().contiguous()
+        raw = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        return {"tensor": {"dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape),
+                           "data": base64.b64encode(raw).decode()}}
+    try:
+        text = repr(value)[:2000]
+    except Exception as err:  # a repr that raises
+        text = f"<unprintable {type(value).__name__}: {type(err).__name__}>"
+    return {"repr": text, "type": type(value).__name__}
 
 
-def _results_dict(results) -> dict:
-    questions = {}
-    for name, test_file in results.results.items():
-        questions[name] = {
-            "score": test_file.score,
-            "possible": test_file.possible,
-            "tests": [{"name": r.test_case.name, "hidden": bool(r.test_case.hidden),
-                       "points": r.test_case.points, "passed": bool(r.passed),
-                       "message": _exception_text(r.message) if not r.passed else ""}
-                      for r in test_file.test_case_results],
-        }
-    return questions
+def _is_memory_error(err: BaseException | None) -> bool:
+    if err is None:
+        return False
+    return isinstance(err, MemoryError) or any(m in str(err).lower() for m in MEMORY_ERRORS)
 
 
-def worker(submission: Path, autograder: Path, result_path: Path, max_output: int,
-           expected_name: str | None) -> int:
-    """Grade ``submission`` in this process; write ``result_path``. Exit code carries nothing."""
-    import nbformat
-    from nbclient.exceptions import DeadKernelError
+def run(results: int, control: int = 0) -> int:
+    job = read_frame(control)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    moved = os.dup(control)  # the probes come later on this pipe; the notebook reads /dev/null
+    os.dup2(devnull, 0)
+    control = moved
 
-    if os.environ.get("GRADE_NETNS") == "1":
-        bring_up_loopback()
-    kernels: list = []
-    result: dict = {"status": "crashed", "detail": "", "questions": {}}
+    from IPython.core.interactiveshell import InteractiveShell
 
-    def write(**update):
-        result.update(update)
-        result_path.write_text(json.dumps(result, indent=1, default=str))
+    shell = InteractiveShell.instance(colors="nocolor")
+    shell.ask_exit = lambda: os._exit(0)  # exit() / quit(): the kernel exits, as in Jupyter
+    errors = 0
+    for index, source in enumerate(job["cells"]):
+        outcome = shell.run_cell(source, store_history=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        error = outcome.error_in_exec or outcome.error_before_exec
+        if error is not None:
+            errors += 1
+            if _is_memory_error(error):
+                write_frame(results, {"event": "memory", "cell": index,
+                                      "error": f"{type(error).__name__}: {error}"[:300]})
+                os._exit(0)
+    write_frame(results, {"event": "cells", "errors": errors})
+    probes = read_frame(control)
+    values = {}
+    user_ns = shell.user_ns
+    for test in probes["tests"]:
+        namespace: dict = {"__name__": "probe"}
+        try:
+            exec(compile(test["source"], f"<probe {test['name']}>", "exec"), namespace)
+            args = [user_ns.get(name) for name in test["params"]]
+            values[test["name"]] = {"value": encode(namespace["probe"](*args))}
+        except BaseException as err:  # the student's code raised: the check will say so
+            if _is_memory_error(err):
+                write_frame(results, {"event": "memory", "test": test["name"],
+                                      "error": f"{type(err).__name__}: {err}"[:300]})
+                os._exit(0)
+            values[test["name"]] = {"error": f"{type(err).__name__}: {err}"[:2000]}
+        sys.stdout.flush()
+        sys.stderr.flush()
+    write_frame(results, {"event": "probes", "values": values})
+    os._exit(0)
 
-    def on_flood():
-        write(status="output-flood", detail=f"more than {max_output:,} bytes of output")
-        _kill_kernels(kernels)
-        os._exit(0)
 
-    _install_guards(max_output, kernels, on_flood)
+def self_test() -> int:
+    """Print 'isolated' when this process has no network, is nobody and cannot write /usr."""
+    import socket
 
     try:
-        nb = nbformat.read(submission, as_version=4)
-        meta = nb.metadata.setdefault("otter", {})
-        if expected_name and meta.get("assignment_name") not in (None, expected_name):
-            write(status="wrong-assignment",
-                  detail=f"this notebook is {meta.get('assignment_name')!r}, not {expected_name!r}")
-            return 0
-        meta["assignment_name"] = expected_name  # Colab may drop it; the file name decided
-        nbformat.write(set_kernelspec(nb), submission)
-
-        from otter.api import grade_submission
-
-        results = grade_submission(str(submission), str(autograder), quiet=True)
-        if results.catastrophic_error is not None:
-            write(status="crashed", detail=f"grading failed: {results.catastrophic_error}"[:500])
-            return 0
-        executed = results.notebook
-        errors = sum(1 for cell in (executed.cells if executed is not None else [])
-                     for out in cell.get("outputs", []) if out.get("output_type") == "error")
-        write(status="ok", detail=f"{errors} cell(s) raised an error" if errors else "",
-              questions=_results_dict(results), total=results.total, possible=results.possible)
-    except DeadKernelError:
-        status, detail = _kernel_death(kernels)
-        write(status=status, detail=detail)
-    except Exception as err:  # Otter could not grade the notebook
-        write(status="crashed", detail=f"grading failed: {type(err).__name__}: {err}"[:500])
-    finally:
-        _kill_kernels(kernels)  # never leave a kernel behind
+        socket.create_connection(("1.1.1.1", 80), timeout=2)
+        return 1
+    except OSError:
+        pass
+    try:
+        open("/usr/.grader-probe", "w").close()
+        return 1
+    except OSError:
+        pass
+    if os.getuid() != 65534:
+        return 1
+    print("isolated")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="grade one notebook (run by the supervisor)")
-    parser.add_argument("submission", type=Path)
-    parser.add_argument("autograder", type=Path)
-    parser.add_argument("result", type=Path)
-    parser.add_argument("--max-output", type=int, required=True)
-    parser.add_argument("--expected-name", default="")
-    args = parser.parse_args(argv)
-    return worker(args.submission, args.autograder, args.result, args.max_output,
-                  args.expected_name or None)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(self_test() if "--self-test" in sys.argv[1:] else run(int(sys.argv[1])))
