@@ -1,6 +1,7 @@
 """labkit's optimizers: each a readable step function on tensors plus a ``torch.optim.Optimizer``.
 
-The step functions (``sgd_step``, ``heavy_ball_step``, ``adam_step``, ``newton_step``) are what
+The step functions (``sgd_step``, ``heavy_ball_step``, ``adam_step``, ``newton_step``,
+``adagrad_step``, ``rmsprop_step``) are what
 the chapters read: each updates a list of parameter tensors in place from their gradients and
 its state. The optimizer classes, on one base (:class:`labkit.optim.base.Optimizer`), wrap them
 so that param groups, ``state_dict``, ``zero_grad`` and learning-rate schedulers work as with
@@ -8,6 +9,7 @@ so that param groups, ``state_dict``, ``zero_grad`` and learning-rate schedulers
 :func:`~labkit.optim.factory.make_optimizer` picks an optimizer by name, as the labs do.
 """
 
+from labkit.optim.adagrad import Adagrad, adagrad_step
 from labkit.optim.adam import Adam, AdamW, adam_step, adam_step_foreach
 from labkit.optim.base import Optimizer
 from labkit.optim.factory import OptimizerConfig, make_optimizer, run_title
@@ -20,6 +22,7 @@ from labkit.optim.newton import (
     newton_cg_step,
     newton_step,
 )
+from labkit.optim.rmsprop import RMSprop, rmsprop_step
 from labkit.optim.sgd import SGD, sgd_step, sgd_step_foreach
 
 __all__ = [
@@ -27,4 +30,5 @@ __all__ = [
     "adam_step_foreach", "conjugate_gradient", "damped_newton_direction", "heavy_ball_step",
     "lbfgs_direction", "lookahead", "make_optimizer", "newton", "newton_cg_step", "newton_step",
     "pytorch_sgd_equivalent", "run_title", "sgd_step", "sgd_step_foreach",
+    "Adagrad", "RMSprop", "adagrad_step", "rmsprop_step",  # chapter 8
 ]
