@@ -66,6 +66,27 @@ def adam_rows():
                lambda g: torch.optim.AdamW(g, foreach=False))
 
 
+def adagrad_rows():
+    combos = option_grid(dict(lr_decay=[0.0, 0.05], weight_decay=[0.0, 0.1], eps=[1e-10, 1e-3],
+                              maximize=[False, True]))
+    for i, c in enumerate(combos):
+        init = 0.5 if i % 2 else 0.0  # initial_accumulator_value: torch reads the constructor's
+        groups = [dict(c, lr=0.1), dict(combos[(i + 7) % len(combos)], lr=0.03)]
+        yield ("Adagrad", dict(c, init=init), groups,
+               lambda g, fe=False, a=init: optim.Adagrad(g, initial_accumulator_value=a),
+               lambda g, a=init: torch.optim.Adagrad(g, initial_accumulator_value=a,
+                                                     foreach=False))
+
+
+def rmsprop_rows():
+    combos = option_grid(dict(alpha=[0.99, 0.5], momentum=[0.0, 0.9], centered=[False, True],
+                              weight_decay=[0.0, 0.1], maximize=[False, True]))
+    for i, c in enumerate(combos):
+        groups = [dict(c, lr=0.01), dict(combos[(i + 5) % len(combos)], lr=0.003, eps=1e-4)]
+        yield ("RMSprop", c, groups, lambda g, fe=False: optim.RMSprop(g),
+               lambda g: torch.optim.RMSprop(g, foreach=False))
+
+
 def lbfgs_rows():
     for opts in [dict(lr=1, history_size=10, max_iter=20),
                  dict(lr=0.3, history_size=4, max_iter=5),
@@ -78,10 +99,11 @@ def lbfgs_rows():
 def fmt_options(opts: dict) -> str:
     short = {"momentum": "mom", "dampening": "damp", "weight_decay": "wd", "nesterov": "nest",
              "maximize": "max", "amsgrad": "ams", "decoupled_weight_decay": "decoupled",
-             "history_size": "hist", "line_search_fn": "ls"}
+             "history_size": "hist", "line_search_fn": "ls", "lr_decay": "lr_decay",
+             "centered": "centred"}
     parts = []
     for k, v in opts.items():
-        if v is False or v == 0.0 and k not in ("lr", "beta"):
+        if v is False or v == 0.0 and k not in ("lr", "beta", "alpha"):
             continue
         parts.append(short.get(k, k) if v is True else f"{short.get(k, k)}={v}")
     return " ".join(parts) or "(plain)"
@@ -91,7 +113,8 @@ def parity_table(steps: int) -> dict[str, float]:
     print(f"{'optimizer':<32} {'options (group 1)':<42} {'float64':>9} {'float32':>9} "
           f"{'rt f64':>9} {'foreach':>9}")
     worst = {"float64": 0.0, "float32": 0.0, "round trip": 0.0, "foreach": 0.0}
-    rows = [*sgd_rows(), *heavy_ball_rows(), *adam_rows(), *lbfgs_rows()]
+    rows = [*sgd_rows(), *heavy_ball_rows(), *adam_rows(), *adagrad_rows(), *rmsprop_rows(),
+            *lbfgs_rows()]
     for name, opts, groups, make_ours, make_torch in rows:
         closure = name == "LBFGS"
         d64 = parity(make_ours, make_torch, groups, torch.float64, steps, closure=closure)
