@@ -26,6 +26,7 @@ waits for the host only there, not at every step. ``precision="bf16"`` runs the 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 
 import torch
@@ -168,6 +169,7 @@ def train_tensors(
     precision: str = "fp32",
     check_every: int | None = None,
     label: str = "",
+    max_loss: float = math.inf,
 ) -> History:
     """:func:`labkit.train.fit` on preloaded tensors: ``epochs`` epochs, each with a test pass
     (the labs' Demo & Results trains every run with it).
@@ -175,11 +177,11 @@ def train_tensors(
     ``X``/``y`` (and ``test_data = (X_test, y_test)``) must already be on the model's device
     (see :func:`labkit.data.preload`). Each epoch draws ``torch.randperm(len(X),
     generator=generator)``; the test set is evaluated in batches of ``batch_size``, like the
-    script's test ``DataLoader``. Stops at the first NaN or infinite loss and marks the history
-    ``diverged``. Returns the :class:`labkit.train.History`.
+    script's test ``DataLoader``. Stops at the first NaN or infinite loss, or the first above
+    ``max_loss``, and marks the history ``diverged``. Returns the :class:`labkit.train.History`.
     """
     checks.preloaded(X, y)
-    history = History(label=label)
+    history = History(label=label, max_loss=max_loss)
     train_epochs(
         epochs,
         lambda: train_epoch_tensors(model, X, y, loss_fn, optimizer, batch_size, generator,

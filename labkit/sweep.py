@@ -25,6 +25,7 @@ others) until every run has diverged or the sweep ends.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -243,6 +244,7 @@ def sweep_mlp(
     test_data: tuple[torch.Tensor, torch.Tensor] | None = None,
     precision: str = "fp32",
     check_every: int = 100,
+    max_loss: float = math.inf,
 ) -> SweepResult:
     """Train one copy of ``model`` per configuration, all at once, with cross-entropy (the labs'
     Demo & Results).
@@ -252,7 +254,7 @@ def sweep_mlp(
     like :func:`labkit.fast.train_tensors` with an equally seeded generator, through the same
     driver, :func:`labkit.train.train_epoch`. All configurations must use the same optimiser.
     Losses are read back every ``check_every`` batches and at the end of each epoch; the sweep
-    stops early once every run has diverged.
+    stops early once every run has diverged (a loss NaN, infinite or above ``max_loss``).
     """
     checks.preloaded(X, y)
     configs = [c if isinstance(c, OptimizerConfig) else OptimizerConfig(**c) for c in configs]
@@ -264,7 +266,7 @@ def sweep_mlp(
     start_time = time.perf_counter()
     stacked = StackedMLP(copy.deepcopy(model), len(configs))
     optimizer = STACKED[names.pop()](stacked, configs)
-    histories = [History(label=c.title(batch_size)) for c in configs]
+    histories = [History(label=c.title(batch_size), max_loss=max_loss) for c in configs]
     autocast = autocast_context(X.device, precision)
 
     def test_pass() -> tuple[list[float], list[float]]:  # each run's test loss and accuracy

@@ -31,7 +31,8 @@ class History:
     """What a training run leaves behind (chapter 4 and the labs).
 
     ``samples[i]`` is the number of training samples seen when ``loss[i]`` (the mini-batch loss)
-    was measured; ``test_loss``/``test_accuracy`` hold one entry per evaluated epoch.
+    was measured; ``test_loss``/``test_accuracy`` hold one entry per evaluated epoch. A loss that
+    is NaN, infinite or above ``max_loss`` marks the run ``diverged`` (:meth:`blew_up`).
     """
 
     samples: list[int] = field(default_factory=list)
@@ -40,6 +41,12 @@ class History:
     test_accuracy: list[float] = field(default_factory=list)
     diverged: bool = False
     label: str = ""
+    max_loss: float = math.inf
+
+    def blew_up(self, loss: float) -> bool:
+        """True for a loss that is NaN, infinite or above ``max_loss``: in bf16 a run at too
+        large a learning rate can reach 1e15 and then fall back to a finite plateau, never NaN."""
+        return not math.isfinite(loss) or loss > self.max_loss
 
     @property
     def samples_seen(self) -> int:
@@ -82,9 +89,10 @@ def train_epoch(
     For each batch: ``loss = loss_fn(model(X), y)`` (under ``autocast`` when given), backward,
     step, zero the gradients. The loss (one number, or one per run of a sweep) goes into each
     run's history against the samples seen. Every ``check_every`` batches the losses are read
-    back: a NaN or infinite one marks its run diverged and ends its history, and the epoch stops
-    once every run has diverged. With ``check_every=1`` the check comes before the step, as in
-    the lecture's loop. Every ``print_every`` batches the :func:`progress_line` is printed.
+    back: one that is NaN, infinite or above the history's ``max_loss`` marks its run diverged
+    and ends its history, and the epoch stops once every run has diverged. With
+    ``check_every=1`` the check comes before the step, as in the lecture's loop. Every
+    ``print_every`` batches the :func:`progress_line` is printed.
     """
     checks.integer("check_every", check_every, 1)
     autocast = contextlib.nullcontext() if autocast is None else autocast
@@ -98,7 +106,7 @@ def train_epoch(
                 for history, seen, value in zip(histories, seen0, row):
                     if not history.diverged:
                         history.log(seen + current, value)
-                        history.diverged = not math.isfinite(value)
+                        history.diverged = history.blew_up(value)
                         if history.diverged and print_every:
                             print(progress_line(value, current, size, diverged=True))
             pending.clear()
