@@ -40,7 +40,7 @@ chromium:
 lint: install
 	$(BIN)/ruff check .
 
-# Instructors (see labs/README_assignments.md):
+# Instructors (see labs/README.md):
 #   make handouts                                   student notebooks + autograder zips in _build/assign/
 #   make grade SUBMISSIONS=dir OUT=dir [ASSIGNMENT=name] [TIMEOUT=300]   grades.csv + feedback/ in OUT
 handouts: install

@@ -33,7 +33,7 @@ STUDENT_FILES = ("README.md", "_config.yml", "_toc.yml", "intro.md", "api.md", "
                  *(f"labs/handouts/{m.name}" for m in MASTERS))
 PRIVATE = ("labs/assignments", "tests", "scripts", "benchmarks", "coursetools/grading",
            "coursetools/handouts.py", "coursetools/leaks.py", "CONTRIBUTING.md",
-           "labs/README_assignments.md", ".venv", "_build", ".git")
+           "labs/README.md", ".venv", "_build", ".git")
 
 
 @pytest.fixture(scope="module")
