@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # Wheels that tests/test_colab.py installs offline where Colab lacks them (labkit's besides)
 WHEELS := $(VENV)/wheelhouse/.downloaded
 
-.PHONY: install book test chromium lint handouts grade release labs-gpu clean
+.PHONY: install book test system-packages lint handouts grade release labs-gpu clean
 
 install: $(STAMP) $(WHEELS)
 
@@ -27,15 +27,19 @@ $(WHEELS): requirements.txt | $(STAMP)
 book: install
 	$(BIN)/python -m coursetools book
 
-test: install chromium
+test: install system-packages
 	$(BIN)/python -m pytest tests -ra
 
-# tests/test_site_browser.py drives Debian's chromium: installed here where this is root with apt,
-# otherwise make stops with the one command to run.
-chromium:
-	@test -x /usr/bin/chromium || { test "$$(id -u)" = 0 && command -v apt-get >/dev/null \
-	  && apt-get update -qq && apt-get install -y -qq chromium; } \
-	  || { echo "make test needs Chromium for tests/test_site_browser.py: run  sudo apt-get install -y chromium" >&2; exit 1; }
+# What the tests need from Debian besides Python: chromium (tests/test_site_browser.py) and
+# bubblewrap (the grader's sandbox). Installed here where this is root with apt; otherwise make
+# stops with the one command to run.
+SYSTEM_PACKAGES := /usr/bin/chromium:chromium /usr/bin/bwrap:bubblewrap
+system-packages:
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
+	  test -x "$${pair%%:*}" || missing="$$missing $${pair##*:}"; done; \
+	test -z "$$missing" || { test "$$(id -u)" = 0 && command -v apt-get >/dev/null \
+	  && apt-get update -qq && apt-get install -y -qq $$missing; } \
+	  || { echo "make test needs Debian's$$missing: run  sudo apt-get install -y$$missing" >&2; exit 1; }
 
 lint: install
 	$(BIN)/ruff check .
