@@ -10,7 +10,8 @@ built from this checkout, and the rest (mlxtend, tqdm) comes from the wheelhouse
 ``make install`` downloads into ``.venv/wheelhouse/``.
 
 Every chapter and lab notebook then runs its parameters, setup and import cells in a kernel of that
-environment, and both labs run to the end with small parameters.
+environment (one kernel for all of them, its namespace reset between notebooks), and both labs run
+to the end with small parameters, each in a kernel of its own.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import nbformat
 import papermill
 import pytest
 from conftest import NOTEBOOK_TIMES, ROOT
+from nbclient import NotebookClient
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -147,14 +149,10 @@ def _python(colab: dict, code: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-def _execute(colab: dict, notebook: Path, monkeypatch, cells: int | None = None,
-             **parameters) -> nbformat.NotebookNode:
-    """Run ``notebook`` (its first ``cells`` code cells, or all) in the Colab kernel, in a scratch
-    folder holding nothing but the notebook; return the executed notebook."""
+def _execute(colab: dict, notebook: Path, monkeypatch, **parameters) -> nbformat.NotebookNode:
+    """Run ``notebook`` with papermill in a kernel of the environment, in a scratch folder holding
+    nothing but the notebook; return the executed notebook."""
     nb = nbformat.read(notebook, as_version=4)
-    if cells is not None:
-        code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
-        nb.cells = nb.cells[: code[cells - 1] + 1]
     work = colab["work"] / "__".join(notebook.relative_to(ROOT).with_suffix("").parts)
     work.mkdir(parents=True)
     nbformat.write(nb, work / notebook.name)
@@ -171,10 +169,60 @@ def _execute(colab: dict, notebook: Path, monkeypatch, cells: int | None = None,
     return nbformat.read(work / "out.ipynb", as_version=4)
 
 
-def _setup_output(nb: nbformat.NotebookNode) -> str:
-    cells = [c for c in nb.cells if c.get("id") == setup_cell.CELL_ID]
-    assert len(cells) == 1, "no setup cell: run `python -m coursetools.setup_cell`"
-    return "".join(o.get("text", "") for o in cells[0].outputs)
+#: Run before each notebook's cells in the shared kernel: its own folder, PyTorch's global
+#: settings as a new kernel has them, and an empty namespace.
+ENTER = """\
+import os, sys
+os.chdir({folder!r})
+if "torch" in sys.modules:
+    sys.modules["torch"].set_default_dtype(sys.modules["torch"].float32)
+    sys.modules["torch"].set_grad_enabled(True)
+%reset -f
+"""
+
+
+@pytest.fixture(scope="module")
+def first_cells(colab) -> dict[Path, list[nbformat.NotebookNode]]:
+    """The parameters, setup and import cells of every notebook of :data:`FIRST_CELLS`, executed
+    in turn in one kernel of the environment, each after :data:`ENTER` (an empty namespace, a
+    scratch folder of its own): a kernel per notebook would cost a PyTorch import each. Returns
+    each notebook's executed cells; an error stays in its cell's outputs."""
+    combined = nbformat.v4.new_notebook()
+    combined.metadata["kernelspec"] = {"name": KERNEL, "display_name": KERNEL,
+                                       "language": "python"}
+    groups = {}
+    for k, path in enumerate(FIRST_CELLS):
+        work = colab["work"] / "__".join(path.relative_to(ROOT).with_suffix("").parts)
+        work.mkdir(parents=True)
+        enter = nbformat.v4.new_code_cell(ENTER.format(folder=str(work)))
+        code = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"][:3]
+        for j, cell in enumerate([enter, *code]):
+            cell.id = f"nb{k}-{j}"
+        groups[path] = code
+        combined.cells += [enter, *code]
+    start = time.perf_counter()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("JUPYTER_PATH", str(colab["jupyter"]))
+        mp.delenv("PYTHONPATH", raising=False)
+        mp.delenv("MPLBACKEND", raising=False)
+        NotebookClient(combined, kernel_name=KERNEL, allow_errors=True, timeout=600,
+                       resources={"metadata": {"path": str(colab["work"])}}).execute()
+    NOTEBOOK_TIMES[f"(first cells of {len(groups)} notebooks, one kernel, colab)"] = \
+        time.perf_counter() - start
+    return groups
+
+
+def _check(cells: list[nbformat.NotebookNode]) -> str:
+    """The setup cell's printed text; fails with the traceback of the first error."""
+    for cell in cells:
+        for out in cell.outputs:
+            if out.output_type == "error":
+                pytest.fail(f"cell {cell.source[:200]!r}... raised {out.ename}: {out.evalue}\n"
+                            + "\n".join(out.traceback)[-3000:], pytrace=False)
+    setup = [c for c in cells if setup_cell.MARKER in c.source]
+    assert len(setup) == 1 and cells.index(setup[0]) == 1, \
+        "no setup cell after the parameters cell: run `python -m coursetools.setup_cell`"
+    return "".join(o.get("text", "") for o in setup[0].outputs)
 
 
 def test_the_environment_has_colab_s_packages_and_not_the_course_s(colab):
@@ -189,11 +237,11 @@ def test_the_environment_has_colab_s_packages_and_not_the_course_s(colab):
     assert "colab-packages" in torch
 
 
-def test_the_setup_cell_installs_labkit_offline_and_the_first_chapter_imports(colab, monkeypatch):
-    """In the kernel that installed them, labkit and mlxtend import at once."""
-    nb = _execute(colab, FIRST_CELLS[0], monkeypatch, cells=3)
-    assert f"installing {colab['env'][setup_cell.MARKER]} {setup_cell.pin('mlxtend')}" in \
-        _setup_output(nb)
+def test_the_setup_cell_installs_labkit_offline_then_the_imports_work(colab, first_cells):
+    """The first notebook's setup cell installs labkit (the wheel) and mlxtend (the wheelhouse)
+    with pip offline; its import cell, in the same kernel, imports them at once."""
+    printed = _check(first_cells[FIRST_CELLS[0]])
+    assert f"installing {colab['env'][setup_cell.MARKER]} {setup_cell.pin('mlxtend')}" in printed
     where = _python(colab, "import labkit, mlxtend, tqdm; print(labkit.__file__)")
     assert where.returncode == 0, where.stderr
     assert where.stdout.startswith(str(colab["site"])), where.stdout
@@ -201,11 +249,8 @@ def test_the_setup_cell_installs_labkit_offline_and_the_first_chapter_imports(co
 
 @pytest.mark.parametrize("notebook", FIRST_CELLS[1:],
                          ids=[str(nb.relative_to(ROOT)) for nb in FIRST_CELLS[1:]])
-def test_every_notebook_runs_its_setup_and_import_cells(colab, monkeypatch, notebook: Path):
-    installed = (colab["site"] / "labkit").is_dir()
-    nb = _execute(colab, notebook, monkeypatch, cells=3)
-    if installed:
-        assert _setup_output(nb) == "", "the setup cell printed where labkit was installed"
+def test_every_notebook_runs_its_setup_and_import_cells(first_cells, notebook: Path):
+    assert _check(first_cells[notebook]) == "", "the setup cell printed where labkit was installed"
 
 
 @pytest.mark.parametrize("name", LABS)
