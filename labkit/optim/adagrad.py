@@ -31,18 +31,10 @@ from labkit.optim.base import Optimizer
 
 
 @torch.no_grad()
-def adagrad_step(
-    params: list[torch.Tensor],
-    grads: list[torch.Tensor],
-    state_sums: list[torch.Tensor],
-    state_steps: list[torch.Tensor],
-    *,
-    lr: float,
-    lr_decay: float = 0.0,
-    weight_decay: float = 0.0,
-    eps: float = 1e-10,
-    maximize: bool = False,
-) -> None:
+def adagrad_step(params: list[torch.Tensor], grads: list[torch.Tensor],
+                 state_sums: list[torch.Tensor], state_steps: list[torch.Tensor], *, lr: float,
+                 lr_decay: float = 0.0, weight_decay: float = 0.0, eps: float = 1e-10,
+                 maximize: bool = False) -> None:
     r"""One AdaGrad step on every tensor of ``params``, in place (chapter 8).
 
     .. math:: s_t = s_{t-1} + g_t^2, \qquad
@@ -74,17 +66,10 @@ class Adagrad(Optimizer):
     where ``torch.optim.Adagrad`` fills every accumulator with the constructor's value.
     """
 
-    def __init__(
-        self,
-        params: Iterable[torch.Tensor] | Iterable[dict],
-        lr: float = 1e-2,
-        lr_decay: float = 0,
-        weight_decay: float = 0,
-        initial_accumulator_value: float = 0,
-        eps: float = 1e-10,
-        *,
-        maximize: bool = False,
-    ) -> None:
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict], lr: float = 1e-2,
+                 lr_decay: float = 0, weight_decay: float = 0,
+                 initial_accumulator_value: float = 0, eps: float = 1e-10, *,
+                 maximize: bool = False) -> None:
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                                       initial_accumulator_value=initial_accumulator_value,
                                       eps=eps, maximize=maximize))
@@ -93,20 +78,12 @@ class Adagrad(Optimizer):
         for name in ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"):
             checks.at_least(name, group[name])
 
-    def __setstate__(self, state: dict) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:  # groups saved by torch.optim.Adagrad have extra keys
-            group.setdefault("maximize", False)
+    group_keys_on_load = {"maximize": False}
 
     def step_group(self, group: dict, params: list[torch.Tensor],
                    grads: list[torch.Tensor]) -> None:
-        for p in params:
-            state = self.state[p]
-            if len(state) == 0:
-                state["step"] = torch.tensor(0.0, dtype=torch.float32)
-                state["sum"] = torch.full_like(p, group["initial_accumulator_value"],
-                                               memory_format=torch.preserve_format)
-        states = [self.state[p] for p in params]
+        states = self.states(params, lambda p: {"sum": torch.full_like(
+            p, group["initial_accumulator_value"], memory_format=torch.preserve_format)})
         adagrad_step(params, grads, [s["sum"] for s in states], [s["step"] for s in states],
                      lr=group["lr"], lr_decay=group["lr_decay"],
                      weight_decay=group["weight_decay"], eps=group["eps"],

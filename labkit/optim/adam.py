@@ -160,22 +160,13 @@ class Adam(Optimizer):
         checks.at_least("eps", group["eps"])
         checks.at_least("weight_decay", group["weight_decay"])
 
-    def __setstate__(self, state: dict) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:  # groups saved by torch.optim.Adam lack these keys
-            group.setdefault("bias_correction", True)
-            group.setdefault("foreach", False)
+    group_keys_on_load = {"bias_correction": True, "foreach": False}  # torch.optim.Adam lacks them
 
     def step_group(self, group: dict, params: list[torch.Tensor],
                    grads: list[torch.Tensor]) -> None:
-        for p in params:
-            state = self.state[p]
-            if len(state) == 0:  # zeros_like keeps the memory format, as PyTorch's state does
-                state["step"] = torch.tensor(0.0, dtype=torch.float32)
-                state["exp_avg"], state["exp_avg_sq"] = torch.zeros_like(p), torch.zeros_like(p)
-                if group["amsgrad"]:
-                    state["max_exp_avg_sq"] = torch.zeros_like(p)
-        states = [self.state[p] for p in params]
+        names = ["exp_avg", "exp_avg_sq"] + ["max_exp_avg_sq"] * group["amsgrad"]
+        # zeros_like keeps the memory format, as PyTorch's state does
+        states = self.states(params, lambda p: {name: torch.zeros_like(p) for name in names})
         step = adam_step_foreach if group["foreach"] else adam_step
         beta1, beta2 = group["betas"]
         step(params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],

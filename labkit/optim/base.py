@@ -1,4 +1,4 @@
-"""The base of labkit's ``torch.optim`` optimizers (chapters 4-6).
+"""The base of labkit's ``torch.optim`` optimizers (chapters 4-6 and 8).
 
 A subclass checks a param group in :meth:`Optimizer.check_group`, once, when the group is added
 (with the defaults filled in), and updates a group's parameters by its step function (``sgd_step``,
@@ -14,7 +14,26 @@ import torch
 
 class Optimizer(torch.optim.Optimizer):
     """A ``torch.optim.Optimizer`` that checks each param group once and runs the closure
-    (the base of labkit's SGD, heavy ball, Adam and L-BFGS; chapters 4-6)."""
+    (the base of labkit's SGD, heavy ball, Adam, L-BFGS, AdaGrad and RMSProp; chapters 4-8)."""
+
+    #: Keys a pickled optimizer of an older torch (or of torch's own class) may lack in its
+    #: param groups, with the value they get when it is unpickled.
+    group_keys_on_load: dict = {}
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            for key, value in self.group_keys_on_load.items():
+                group.setdefault(key, value)
+
+    def states(self, params: list[torch.Tensor],
+               buffers: Callable[[torch.Tensor], dict]) -> list[dict]:
+        """The state of each of ``params``, made on its first step as PyTorch makes it: ``step``
+        (a float32 scalar tensor, the step count) and the tensors ``buffers(p)`` returns."""
+        for p in params:
+            if not self.state[p]:
+                self.state[p].update(step=torch.tensor(0.0, dtype=torch.float32), **buffers(p))
+        return [self.state[p] for p in params]
 
     def check_group(self, group: dict) -> None:
         """Raise a ``ValueError`` naming the first invalid hyper-parameter of ``group``."""

@@ -33,22 +33,11 @@ from labkit.optim.base import Optimizer
 
 
 @torch.no_grad()
-def rmsprop_step(
-    params: list[torch.Tensor],
-    grads: list[torch.Tensor],
-    square_avgs: list[torch.Tensor],
-    grad_avgs: list[torch.Tensor],
-    momentum_buffers: list[torch.Tensor],
-    state_steps: list[torch.Tensor],
-    *,
-    lr: float,
-    alpha: float = 0.99,
-    eps: float = 1e-8,
-    weight_decay: float = 0.0,
-    momentum: float = 0.0,
-    centered: bool = False,
-    maximize: bool = False,
-) -> None:
+def rmsprop_step(params: list[torch.Tensor], grads: list[torch.Tensor],
+                 square_avgs: list[torch.Tensor], grad_avgs: list[torch.Tensor],
+                 momentum_buffers: list[torch.Tensor], state_steps: list[torch.Tensor], *,
+                 lr: float, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
+                 momentum: float = 0.0, centered: bool = False, maximize: bool = False) -> None:
     r"""One RMSProp step on every tensor of ``params``, in place (chapter 8).
 
     .. math:: v_t = \rho v_{t-1} + (1-\rho) g_t^2, \qquad
@@ -90,17 +79,9 @@ class RMSprop(Optimizer):
     so ``state_dict``s load across.
     """
 
-    def __init__(
-        self,
-        params: Iterable[torch.Tensor] | Iterable[dict],
-        lr: float = 1e-2,
-        alpha: float = 0.99,
-        eps: float = 1e-8,
-        weight_decay: float = 0,
-        momentum: float = 0,
-        centered: bool = False,
-        maximize: bool = False,
-    ) -> None:
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict], lr: float = 1e-2,
+                 alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0,
+                 momentum: float = 0, centered: bool = False, maximize: bool = False) -> None:
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                                       momentum=momentum, centered=centered, maximize=maximize))
 
@@ -111,26 +92,16 @@ class RMSprop(Optimizer):
         checks.at_least("weight_decay", group["weight_decay"])
         checks.at_least("momentum", group["momentum"])
 
-    def __setstate__(self, state: dict) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:  # older torch state_dicts lack these keys
-            group.setdefault("momentum", 0)
-            group.setdefault("centered", False)
-            group.setdefault("maximize", False)
+    group_keys_on_load = {"momentum": 0, "centered": False, "maximize": False}
 
     def step_group(self, group: dict, params: list[torch.Tensor],
                    grads: list[torch.Tensor]) -> None:
-        for p in params:
-            state = self.state[p]
-            if len(state) == 0:
-                state["step"] = torch.tensor(0.0, dtype=torch.float32)
-                state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                if group["momentum"] > 0:
-                    state["momentum_buffer"] = torch.zeros_like(
-                        p, memory_format=torch.preserve_format)
-                if group["centered"]:
-                    state["grad_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        states = [self.state[p] for p in params]
+        def buffers(p: torch.Tensor) -> dict:  # zeros_like keeps the memory format, as torch's
+            names = ["square_avg"] + ["momentum_buffer"] * (group["momentum"] > 0) \
+                + ["grad_avg"] * group["centered"]
+            return {name: torch.zeros_like(p) for name in names}
+
+        states = self.states(params, buffers)
         rmsprop_step(params, grads, [s["square_avg"] for s in states],
                      [s["grad_avg"] for s in states if group["centered"]],
                      [s["momentum_buffer"] for s in states if group["momentum"] > 0],
