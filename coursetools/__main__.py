@@ -1,4 +1,5 @@
-"""``python -m coursetools book|execute|handouts|grade|release [...]``: the course's command line.
+"""``python -m coursetools COMMAND [...]``: the course's command line (book, execute, handouts,
+grade, release, setup-cell).
 
 It only delegates: each command is the ``main(argv)`` of the module that does that one job, and
 ``python -m coursetools COMMAND --help`` shows that module's own options.
@@ -15,6 +16,7 @@ COMMANDS = {
     "handouts": ("coursetools.handouts", "student notebooks and autograder archives"),
     "grade": ("coursetools.grading", "grade a folder of submissions into a CSV and feedback"),
     "release": ("coursetools.release", "the public tree for students, without solutions"),
+    "setup-cell": ("coursetools.setup_cell", "insert or refresh every notebook's Colab setup cell"),
 }
 
 

@@ -1,7 +1,7 @@
 """The setup cell of every chapter and lab notebook: labkit where it is missing (Colab, Binder).
 
-    python -m coursetools.setup_cell          # insert or refresh it in every chapter/lab notebook
-    python -m coursetools.setup_cell --check  # only say which notebooks lack the current cell
+    python -m coursetools setup-cell          # insert or refresh it in every chapter/lab notebook
+    python -m coursetools setup-cell --check  # only say which notebooks lack the current cell
 
 A notebook opened from the site's Colab button runs where ``labkit`` is not installed. The cell
 this module writes, right after the ``parameters`` cell (which stays the first code cell), installs
@@ -170,7 +170,7 @@ def refresh(path: Path, root: Path = ROOT) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m coursetools.setup_cell",
+    parser = argparse.ArgumentParser(prog="python -m coursetools setup-cell",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true",
                         help="change nothing; exit 1 naming each notebook whose cell is stale")

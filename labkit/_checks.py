@@ -1,5 +1,5 @@
-"""The checks behind labkit's ``ValueError``s: every module validates its arguments with these
-functions, whose messages name the argument, what was expected and the value it got."""
+"""The checks behind labkit's ``ValueError`` exceptions: every module validates its arguments
+with these functions, whose messages name the argument, what was expected and the value it got."""
 
 from __future__ import annotations
 

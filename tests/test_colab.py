@@ -221,7 +221,7 @@ def _check(cells: list[nbformat.NotebookNode]) -> str:
                             + "\n".join(out.traceback)[-3000:], pytrace=False)
     setup = [c for c in cells if setup_cell.MARKER in c.source]
     assert len(setup) == 1 and cells.index(setup[0]) == 1, \
-        "no setup cell after the parameters cell: run `python -m coursetools.setup_cell`"
+        "no setup cell after the parameters cell: run `python -m coursetools setup-cell`"
     return "".join(o.get("text", "") for o in setup[0].outputs)
 
 

@@ -58,7 +58,7 @@ def test_notebook_conventions(notebook: Path):
         f"{notebook.name}: never seeds its random generators"
     if notebook in WITH_SETUP_CELL:
         problem = setup_cell.problem(notebook, ROOT)
-        assert problem is None, f"{problem}: run `python -m coursetools.setup_cell`"
+        assert problem is None, f"{problem}: run `python -m coursetools setup-cell`"
 
 
 @pytest.mark.notebooks

@@ -61,7 +61,7 @@ class Adagrad(Optimizer):
     (chapter 8).
 
     Each parameter's state is ``step`` (a float32 scalar tensor) and ``sum`` (filled with
-    ``initial_accumulator_value``), as in PyTorch, so ``state_dict``s load across. One
+    ``initial_accumulator_value``), as in PyTorch, so their ``state_dict`` objects load across. One
     difference: a param group's own ``initial_accumulator_value`` is used for its parameters,
     where ``torch.optim.Adagrad`` fills every accumulator with the constructor's value.
     """

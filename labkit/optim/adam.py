@@ -131,7 +131,8 @@ class Adam(Optimizer):
     """``torch.optim.Adam`` rebuilt on :func:`adam_step`, with the same state layout (chapter 6).
 
     Each parameter's state is ``step`` (a float32 scalar tensor), ``exp_avg``, ``exp_avg_sq``
-    and, with ``amsgrad``, ``max_exp_avg_sq``, as in PyTorch, so ``state_dict``s load across.
+    and, with ``amsgrad``, ``max_exp_avg_sq``, as in PyTorch, so their ``state_dict`` objects
+    load across.
     ``foreach=True`` runs :func:`adam_step_foreach` (same numbers, multi-tensor kernels).
     """
 

@@ -76,7 +76,7 @@ class RMSprop(Optimizer):
 
     Each parameter's state is ``step`` (a float32 scalar tensor), ``square_avg`` and, with
     ``momentum > 0``, ``momentum_buffer`` and, when ``centered``, ``grad_avg``, as in PyTorch,
-    so ``state_dict``s load across.
+    so their ``state_dict`` objects load across.
     """
 
     def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict], lr: float = 1e-2,
