@@ -47,6 +47,33 @@ def test_first_training_with_adam_and_large_batches(tmp_path):
     assert (tmp_path / "figures" / "Optimizer-Adam lr-0.001 mt-0 bs-256.png").stat().st_size > 0
 
 
+def test_first_training_in_the_lectures_setting_without_shuffling(tmp_path):
+    """The lecture's setting (lr 1e-3, momentum 0.5, batches of 16, no shuffling; one epoch of
+    digits5k here): the first mini-batch is the first 16 images, and labkit.fast, given the stored
+    order too, still reproduces the DataLoader loop bit for bit."""
+    import torch
+    import torch.nn.functional as F
+
+    from labkit.data import image_dataset, preload
+    from labkit.models import MLP
+    from labkit.seed import seed_everything
+
+    text = _run("first_training", tmp_path, shuffle=False, learning_rate=0.001, momentum=0.5,
+                batch_size=16, epochs=1, figure_dir=str(tmp_path / "figures"))
+    assert "250 mini-batches of 16 per epoch, in the stored order (no shuffling)" in text
+    assert "Optimizer-SGD lr-0.001 mt-0.5 bs-16" in text
+    assert "batch order: the stored order" in text
+    assert "same 250 mini-batch losses: True" in text
+    assert "same weights after one epoch: True" in text
+    # the first printed loss is the seed-0 network's loss on images 0 to 15, in the stored order
+    seed_everything(0)
+    model = MLP()
+    X, y = preload(image_dataset("digits5k", train=True))
+    with torch.no_grad():
+        first = F.cross_entropy(model(X[:16]), y[:16]).item()
+    assert f"loss: {first:>7f}  [   16/ 4000]" in text
+
+
 def test_first_training_shows_a_diverging_run_without_crashing(tmp_path):
     text = _run("first_training", tmp_path, learning_rate=1e4, epochs=2, batch_size=256,
                 figure_dir=str(tmp_path / "figures"))
@@ -67,7 +94,8 @@ def test_missing_fashion_mnist_stops_with_a_clear_message(tmp_path, monkeypatch)
 
 def test_demo_results_vectorised_in_bf16_and_small(tmp_path):
     """The grid as a GPU runs it (batched sweeps), in bf16, on fewer settings: every figure is
-    still saved and the run at lr 10 is still shown diverging."""
+    still saved, the run at lr 10 is still shown diverging, and the batch-size views and the
+    momentum runs' effective learning rates still come out."""
     figures = tmp_path / "figures"
     text = _run("demo_results", tmp_path, epochs=1, vectorize=True, precision="bf16",
                 batch_sizes=[64, 256], adam_lrs=[0.01, 0.0001], compare_bf16=False,
@@ -75,4 +103,7 @@ def test_demo_results_vectorised_in_bf16_and_small(tmp_path):
     assert "vectorised sweeps: True" in text
     assert "lr 10 diverges" in text
     assert "whole grid" in text
-    assert len(list(figures.glob("*.png"))) == 5
+    assert "Given the same 63 steps" in text  # one epoch of batches of 64
+    assert "effective learning rate lr/(1 - mt): 0.01 (mt 0), 0.02 (mt 0.5), 0.1 (mt 0.9)" in text
+    # the five sweeps, and the equal-steps/scaled-lr figure of each batch-size sweep
+    assert len(list(figures.glob("*.png"))) == 7
