@@ -34,7 +34,6 @@ from torch import nn
 from torch.utils.data import Sampler
 
 from labkit import _checks as checks
-from labkit.optim.factory import make_optimizer  # noqa: F401  (the labs import it from here)
 from labkit.train import History, LossFn, evaluate, evaluation_report, train_epoch, train_epochs
 
 PRECISIONS = ("fp32", "bf16")

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from labkit.optim.factory import run_title  # noqa: F401  (the labs import it from here)
 from labkit.train import History
 
 

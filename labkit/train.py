@@ -44,8 +44,7 @@ class History:
     max_loss: float = math.inf
 
     def blew_up(self, loss: float) -> bool:
-        """True for a loss that is NaN, infinite or above ``max_loss``: in bf16 a run at too
-        large a learning rate can reach 1e15 and then fall back to a finite plateau, never NaN."""
+        """NaN, infinite or above ``max_loss`` (a bf16 run can blow up and fall back, never NaN)."""
         return not math.isfinite(loss) or loss > self.max_loss
 
     @property
