@@ -58,23 +58,26 @@ def run_optimizer(
     roundtrip_at: int | None = None,
     scheduler: Callable[[torch.optim.Optimizer], object] | None = None,
     closure: bool = False,
+    resume_with: Callable[[list[dict]], torch.optim.Optimizer] | None = None,
 ) -> list[torch.Tensor]:
-    """Run ``steps`` steps from ``init``; return the final parameters (chapters 4-6).
+    """Run ``steps`` steps from ``init``; return the final parameters (chapters 4-8).
 
     The parameters are split into ``len(group_options)`` consecutive param groups, group ``i``
     getting ``group_options[i]``. ``make_optimizer(groups)`` builds the optimizer. With
     ``roundtrip_at=k`` the optimizer is rebuilt after ``k`` steps from a deep copy of its
     ``state_dict`` (on fresh parameter tensors), which must continue identically. ``scheduler``
     builds a learning-rate scheduler stepped after each step; ``closure=True`` passes a closure.
+    ``resume_with`` rebuilds it at ``roundtrip_at`` instead of ``make_optimizer`` (another
+    implementation, say torch's, takes over from the saved state).
     """
     params = [p.detach().clone().requires_grad_() for p in init]
     n_groups = len(group_options)
     bounds = [round(i * len(params) / n_groups) for i in range(n_groups + 1)]
 
-    def build(ps):
+    def build(ps, make=make_optimizer):
         groups = [dict(params=ps[bounds[i]:bounds[i + 1]], **group_options[i])
                   for i in range(n_groups)]
-        return make_optimizer(groups)
+        return make(groups)
 
     opt = build(params)
     sched = scheduler(opt) if scheduler else None
@@ -90,7 +93,7 @@ def run_optimizer(
             saved = copy.deepcopy(opt.state_dict())
             sched_saved = copy.deepcopy(sched.state_dict()) if sched else None
             params = [p.detach().clone().requires_grad_() for p in params]
-            opt = build(params)
+            opt = build(params, resume_with or make_optimizer)
             opt.load_state_dict(saved)
             if sched:
                 sched = scheduler(opt)

@@ -51,27 +51,17 @@ def test_rmsprop_with_scheduler_and_closure():
                   roundtrip_at=10, closure=True) == 0.0
 
 
-@pytest.mark.parametrize("direction", ["ours->torch", "torch->ours"])
-def test_rmsprop_state_dicts_load_across(direction):
+@pytest.mark.parametrize("first, second", [(RMSprop, torch_rmsprop), (torch_rmsprop, RMSprop)],
+                         ids=["ours->torch", "torch->ours"])
+def test_rmsprop_state_dicts_load_across(first, second):
     """10 steps with one implementation, 10 more with the other: the same as 20 with torch."""
     init, loss = make_problem()
-    options = dict(lr=0.01, momentum=0.5, centered=True, weight_decay=0.01)
-    first, second = (RMSprop, torch.optim.RMSprop) if direction == "ours->torch" else \
-        (torch.optim.RMSprop, RMSprop)
-    params = [p.clone().requires_grad_() for p in init]
-    saved = None
-    for cls in (first, second):
-        opt = cls(params, **options)
-        if saved is not None:
-            opt.load_state_dict(saved)
-        for _ in range(10):
-            opt.zero_grad()
-            loss(params).backward()
-            opt.step()
-        saved = opt.state_dict()
-    ref = run_optimizer(torch_rmsprop, init, loss, [options], steps=20)
-    for a, b in zip(params, ref):
-        torch.testing.assert_close(a.detach(), b, rtol=0, atol=0)
+    options = [dict(lr=0.01, momentum=0.5, centered=True, weight_decay=0.01)]
+    handed_over = run_optimizer(first, init, loss, options, steps=20, roundtrip_at=10,
+                                resume_with=second)
+    ref = run_optimizer(torch_rmsprop, init, loss, options, steps=20)
+    for a, b in zip(handed_over, ref):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 def test_rmsprop_step_is_the_equation():
