@@ -47,18 +47,13 @@ def interval(name: str, value: float, low: float, high: float, brackets: str = "
     return number
 
 
-def unit_interval(name: str, value: float) -> float:
-    """A finite ``value`` in ``[0, 1)`` (a momentum, an averaging coefficient)."""
-    return interval(name, value, 0.0, 1.0)
-
-
 def betas(value: tuple[float, float]) -> tuple[float, float]:
     """Adam's ``(beta1, beta2)``, each in ``[0, 1)``."""
     try:
         beta1, beta2 = value
     except (TypeError, ValueError):
         raise ValueError(f"betas must be a pair (beta1, beta2); got {value!r}") from None
-    return unit_interval("betas[0]", beta1), unit_interval("betas[1]", beta2)
+    return interval("betas[0]", beta1, 0.0, 1.0), interval("betas[1]", beta2, 0.0, 1.0)
 
 
 def integer(name: str, value: int, low: int = 0) -> int:

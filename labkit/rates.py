@@ -72,7 +72,7 @@ def momentum_matrix(lr: float, beta: float, curvature: float, nesterov: bool = F
     ``beta = 0`` is gradient descent. Chapter 4 derives the rates from its eigenvalues.
     """
     checks.positive("lr", lr)
-    checks.unit_interval("beta", beta)
+    checks.interval("beta", beta, 0.0, 1.0)
     if nesterov:
         a, b = (1.0 + beta) * (1.0 - lr * curvature), -beta * (1.0 - lr * curvature)
     else:

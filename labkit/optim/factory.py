@@ -38,7 +38,7 @@ class OptimizerConfig:
             raise ValueError(f"optimizer name must be 'SGD' or 'Adam', got {self.optimizer!r}")
         object.__setattr__(self, "optimizer", name)
         checks.positive("lr", self.lr)
-        checks.unit_interval("momentum", self.momentum)
+        checks.interval("momentum", self.momentum, 0.0, 1.0)
         if name == "Adam" and self.momentum:
             raise ValueError(f"Adam takes no momentum (its beta1 plays that role), got "
                              f"{self.momentum!r}")
