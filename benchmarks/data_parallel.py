@@ -1,4 +1,4 @@
-"""Data-parallel SGD (chapter 7): scaling efficiency and all-reduce bandwidth against the model.
+"""Data-parallel SGD (chapter 9): scaling efficiency and all-reduce bandwidth against the model.
 
 Usage: ``.venv/bin/python benchmarks/data_parallel.py [--workers 1 2 4] [--batch-per-worker 32]
 [--steps 60] [--hidden 512] [--sizes-mb 0.001 0.1 1 16 100] [--repeats 5] [--backend auto]``

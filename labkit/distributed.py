@@ -1,4 +1,4 @@
-r"""Data-parallel SGD on :mod:`torch.distributed`: the worker code and its launcher (chapter 7).
+r"""Data-parallel SGD on :mod:`torch.distributed`: the worker code and its launcher (chapter 9).
 
 Each of :math:`P` workers holds a copy of the weights :math:`w_t` and computes the gradient of its
 own shard :math:`B_p` of a global mini-batch :math:`B = B_1 \cup \dots \cup B_P` (:math:`b`
@@ -101,7 +101,7 @@ MODES = ("allreduce", "ddp", "local_sgd")
 
 
 class WorkerError(RuntimeError):
-    """A worker process raised (or died); the message carries its rank and traceback (chapter 7).
+    """A worker process raised (or died); the message carries its rank and traceback (chapter 9).
 
     Attributes ``rank`` (the failing worker, or ``-1`` when unknown) and ``worker_traceback``.
     """
@@ -113,7 +113,7 @@ class WorkerError(RuntimeError):
 
 
 class LaunchTimeout(TimeoutError):
-    """The workers did not finish within the launch's ``timeout``; they were killed (chapter 7)."""
+    """The workers did not finish within the launch's ``timeout``; they were killed (chapter 9)."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -121,14 +121,14 @@ class LaunchTimeout(TimeoutError):
 # ----------------------------------------------------------------------------------------------
 
 def rank_and_world() -> tuple[int, int]:
-    """``(rank, world_size)`` of this process: ``(0, 1)`` outside a process group (chapter 7)."""
+    """``(rank, world_size)`` of this process: ``(0, 1)`` outside a process group (chapter 9)."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
 
 
 def worker_device() -> torch.device:
-    """The device of this worker: ``cuda:LOCAL_RANK`` under NCCL, else the CPU (chapter 7)."""
+    """The device of this worker: ``cuda:LOCAL_RANK`` under NCCL, else the CPU (chapter 9)."""
     if dist.is_available() and dist.is_initialized() and dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
@@ -139,7 +139,7 @@ def average_gradients(model: nn.Module) -> int:
 
     .. math:: g \leftarrow \frac1P\sum_{p=1}^P g_p \quad\text{(one all-reduce per parameter)}
 
-    Called between ``backward()`` and ``optimizer.step()`` (chapter 7). Returns the number of
+    Called between ``backward()`` and ``optimizer.step()`` (chapter 9). Returns the number of
     bytes all-reduced (the message size :math:`n` of :func:`ring_allreduce_bytes`); does nothing
     outside a process group.
     """
@@ -161,7 +161,7 @@ def average_parameters(model: nn.Module) -> int:
 
     .. math:: w \leftarrow \frac1P\sum_{p=1}^P w_p
 
-    Called every :math:`H` steps of local SGD (chapter 7); returns the bytes all-reduced.
+    Called every :math:`H` steps of local SGD (chapter 9); returns the bytes all-reduced.
     """
     _, world = rank_and_world()
     sent = 0
@@ -175,7 +175,7 @@ def average_parameters(model: nn.Module) -> int:
 
 def bytes_written() -> int | None:
     """Bytes this process has written through system calls so far (``wchar`` of
-    ``/proc/self/io``); ``None`` where Linux's ``/proc`` is missing (chapter 7).
+    ``/proc/self/io``); ``None`` where Linux's ``/proc`` is missing (chapter 9).
 
     gloo sends its messages with ``write`` calls on sockets, so the difference of two readings
     around an all-reduce measures the bytes the worker sent. NCCL's transfers (NVLink, GPU
@@ -197,7 +197,7 @@ def bytes_written() -> int | None:
 
 def ring_allreduce_bytes(nbytes: float, world_size: int) -> float:
     r"""Bytes each worker sends in a ring all-reduce of a message of ``nbytes``:
-    :math:`2\frac{P-1}{P}\,n` (chapter 7).
+    :math:`2\frac{P-1}{P}\,n` (chapter 9).
 
     The ring's reduce-scatter passes :math:`P-1` chunks of :math:`n/P` bytes to the next worker,
     its all-gather another :math:`P-1` (Patarasuk and Yuan, 2009).
@@ -210,7 +210,7 @@ def ring_allreduce_bytes(nbytes: float, world_size: int) -> float:
 def ring_allreduce_time(nbytes: float | np.ndarray, world_size: int, latency: float,
                         bandwidth: float) -> float | np.ndarray:
     r"""The ring model of an all-reduce's time:
-    :math:`T(n) = 2(P-1)\,\alpha + 2\frac{P-1}{P}\,n/\beta` (chapter 7).
+    :math:`T(n) = 2(P-1)\,\alpha + 2\frac{P-1}{P}\,n/\beta` (chapter 9).
 
     ``latency`` is :math:`\alpha` in seconds per step, ``bandwidth`` :math:`\beta` in bytes per
     second.
@@ -224,7 +224,7 @@ def ring_allreduce_time(nbytes: float | np.ndarray, world_size: int, latency: fl
 def fit_ring_model(nbytes: Sequence[float], seconds: Sequence[float],
                    world_size: int) -> tuple[float, float]:
     r"""Fit :math:`\alpha` (s) and :math:`\beta` (bytes/s) of :func:`ring_allreduce_time` to
-    measured times, by least squares on the relative error (chapter 7).
+    measured times, by least squares on the relative error (chapter 9).
 
     :math:`T = 2(P-1)\alpha + 2\frac{P-1}{P} n \cdot (1/\beta)` is linear in
     :math:`(\alpha, 1/\beta)`; each row is divided by its measured time so that the small
@@ -246,7 +246,7 @@ def fit_ring_model(nbytes: Sequence[float], seconds: Sequence[float],
 
 
 def linear_scaling_lr(step: int, base_lr: float, world_size: int, warmup_steps: int) -> float:
-    r"""The linear scaling rule with gradual warmup (Goyal et al., 2017) (chapter 7).
+    r"""The linear scaling rule with gradual warmup (Goyal et al., 2017) (chapter 9).
 
     With :math:`P` times the batch, use :math:`P` times the rate, reached linearly over the first
     ``warmup_steps`` steps:
@@ -289,7 +289,7 @@ def _register_hook(ddp: nn.Module, hook: str, powersgd_rank: int, seed: int) -> 
 
 def digits_tensors() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(X_train, y_train, X_test, y_test)`` of ``digits5k``, images flattened to 784 columns
-    (chapter 7 and its lab).
+    (chapter 9 and its lab).
 
     Load them once in the notebook and pass them to the workers (``data=``): the processes then
     share the tensors' memory instead of each parsing the dataset again.
@@ -339,7 +339,7 @@ def train_data_parallel(
     bucket_cap_mb: float | None = None,
     data: Sequence[torch.Tensor] | None = None,
 ) -> dict[str, Any]:
-    r"""Data-parallel mini-batch SGD on the digits, in the current process group (chapter 7).
+    r"""Data-parallel mini-batch SGD on the digits, in the current process group (chapter 9).
 
     Every worker draws the same random order of the :math:`N` training images (seeded by
     ``seed`` and the epoch); step :math:`t` uses the global batch of :math:`Pb` images
@@ -484,7 +484,7 @@ def _ddp_message_bytes(ddp: nn.Module, hook: str, powersgd_rank: int) -> float:
 
 def train_worker(configs: dict[str, Any] | Sequence[dict[str, Any]],
                  data: Sequence[torch.Tensor] | None = None) -> list[dict[str, Any]]:
-    """Run :func:`train_data_parallel` once per config, in this worker (chapter 7 and its lab).
+    """Run :func:`train_data_parallel` once per config, in this worker (chapter 9 and its lab).
 
     One launch can run several experiments one after the other, saving the start-up of the
     processes. ``data``: the tensors of :func:`digits_tensors`, shared by every config. Returns
@@ -503,7 +503,7 @@ def train_worker(configs: dict[str, Any] | Sequence[dict[str, Any]],
 
 def allreduce_worker(sizes: Sequence[int], repeats: int = 5, warmup: int = 1,
                      min_seconds: float = 0.0) -> dict[str, list[float]]:
-    r"""Time ``dist.all_reduce`` of float32 messages of ``sizes`` bytes (chapter 7).
+    r"""Time ``dist.all_reduce`` of float32 messages of ``sizes`` bytes (chapter 9).
 
     For each size: ``warmup`` untimed calls, then ``repeats`` timed ones (more while their total
     is below ``min_seconds``), each after a barrier; returns the median seconds and the bytes this
@@ -541,7 +541,7 @@ def step_time_worker(bucket_caps_mb: Sequence[float] = (0.01, 1.0, 25.0),
                      batch_per_worker: int = 32, hidden: int = 512, steps: int = 20,
                      warmup: int = 3, seed: int = 0,
                      data: Sequence[torch.Tensor] | None = None) -> dict[str, Any]:
-    r"""DDP's bucketing and overlap, measured on the MLP (chapter 7).
+    r"""DDP's bucketing and overlap, measured on the MLP (chapter 9).
 
     Median time per training step of: the computation alone (no communication), the
     hand-written version (``handwritten``: one all-reduce per parameter after ``backward()``;
@@ -635,7 +635,7 @@ def _bucket_sizes(ddp: nn.Module) -> list[int]:
 
 
 def fault_worker(kind: str = "raise", rank: int = 1, seconds: float = 3600.0) -> str:
-    """A worker that goes wrong on purpose, to show what the launcher does (chapter 7).
+    """A worker that goes wrong on purpose, to show what the launcher does (chapter 9).
 
     ``kind="raise"``: worker ``rank`` raises a ``RuntimeError``; ``"hang"``: it sleeps
     ``seconds`` instead of joining the all-reduce the others wait in (a stuck worker), so they
@@ -660,7 +660,7 @@ def fault_worker(kind: str = "raise", rank: int = 1, seconds: float = 3600.0) ->
 
 def choose_backend(world_size: int, backend: str = "auto") -> str:
     """``"nccl"`` when CUDA has a GPU for each of the ``world_size`` workers, else ``"gloo"``
-    (chapter 7). An explicit ``backend`` is returned as it is, after a check."""
+    (chapter 9). An explicit ``backend`` is returned as it is, after a check."""
     if backend not in ("auto", "gloo", "nccl"):
         raise ValueError(f"backend must be 'auto', 'gloo' or 'nccl', got {backend!r}")
     if backend != "auto":
@@ -741,7 +741,7 @@ def launch(
     **kwargs: Any,
 ) -> list[Any]:
     """Run ``worker(*args, **kwargs)`` in ``world_size`` new processes, one process group, and
-    return what each returned, by rank (chapter 7 and its lab).
+    return what each returned, by rank (chapter 9 and its lab).
 
     ``worker`` must be a module-level function (the processes import it); inside it,
     :func:`rank_and_world` and :func:`worker_device` say who and where it is. Each process uses
@@ -877,7 +877,7 @@ def _resolve(spec: str) -> Callable[..., Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of one worker under ``torchrun`` (chapter 7)::
+    """Entry point of one worker under ``torchrun`` (chapter 9)::
 
         torchrun --nproc-per-node 8 -m labkit.distributed train_worker \\
             --kwargs '{"configs": [{"mode": "ddp", "epochs": 5}]}' --out results/

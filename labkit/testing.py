@@ -60,7 +60,7 @@ def run_optimizer(
     closure: bool = False,
     resume_with: Callable[[list[dict]], torch.optim.Optimizer] | None = None,
 ) -> list[torch.Tensor]:
-    """Run ``steps`` steps from ``init``; return the final parameters (chapters 4-8).
+    """Run ``steps`` steps from ``init``; return the final parameters (chapters 4-7).
 
     The parameters are split into ``len(group_options)`` consecutive param groups, group ``i``
     getting ``group_options[i]``. ``make_optimizer(groups)`` builds the optimizer. With

@@ -1,4 +1,4 @@
-"""labkit.distributed: data-parallel SGD on torch.distributed (chapter 7).
+"""labkit.distributed: data-parallel SGD on torch.distributed (chapter 9).
 
 Two processes on gloo (CPU): P workers with batch b equal one process with batch P*b in float64,
 DDP equals the hand-written all-reduce, gloo sends the bytes of the ring model, and a worker that

@@ -30,5 +30,5 @@ __all__ = [
     "adam_step_foreach", "conjugate_gradient", "damped_newton_direction", "heavy_ball_step",
     "lbfgs_direction", "lookahead", "make_optimizer", "newton", "newton_cg_step", "newton_step",
     "pytorch_sgd_equivalent", "run_title", "sgd_step", "sgd_step_foreach",
-    "Adagrad", "RMSprop", "adagrad_step", "rmsprop_step",  # chapter 8
+    "Adagrad", "RMSprop", "adagrad_step", "rmsprop_step",  # chapter 7
 ]

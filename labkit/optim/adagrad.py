@@ -1,4 +1,4 @@
-r"""AdaGrad, as ``torch.optim.Adagrad`` computes it (chapter 8).
+r"""AdaGrad, as ``torch.optim.Adagrad`` computes it (chapter 7).
 
 For each parameter :math:`w` with gradient :math:`g_t` at step :math:`t = 1, 2, \dots`:
 
@@ -35,7 +35,7 @@ def adagrad_step(params: list[torch.Tensor], grads: list[torch.Tensor],
                  state_sums: list[torch.Tensor], state_steps: list[torch.Tensor], *, lr: float,
                  lr_decay: float = 0.0, weight_decay: float = 0.0, eps: float = 1e-10,
                  maximize: bool = False) -> None:
-    r"""One AdaGrad step on every tensor of ``params``, in place (chapter 8).
+    r"""One AdaGrad step on every tensor of ``params``, in place (chapter 7).
 
     .. math:: s_t = s_{t-1} + g_t^2, \qquad
               w \leftarrow w - \frac{\alpha}{1 + (t-1)\delta}\,\frac{g_t}{\sqrt{s_t} + \varepsilon}
@@ -58,7 +58,7 @@ def adagrad_step(params: list[torch.Tensor], grads: list[torch.Tensor],
 
 class Adagrad(Optimizer):
     """``torch.optim.Adagrad`` rebuilt on :func:`adagrad_step`, with the same state layout
-    (chapter 8).
+    (chapter 7).
 
     Each parameter's state is ``step`` (a float32 scalar tensor) and ``sum`` (filled with
     ``initial_accumulator_value``), as in PyTorch, so their ``state_dict`` objects load across. One

@@ -1,4 +1,4 @@
-"""The base of labkit's ``torch.optim`` optimizers (chapters 4-6 and 8).
+"""The base of labkit's ``torch.optim`` optimizers (chapters 4-7).
 
 A subclass checks a param group in :meth:`Optimizer.check_group`, once, when the group is added
 (with the defaults filled in), and updates a group's parameters by its step function (``sgd_step``,
@@ -14,7 +14,7 @@ import torch
 
 class Optimizer(torch.optim.Optimizer):
     """A ``torch.optim.Optimizer`` that checks each param group once and runs the closure
-    (the base of labkit's SGD, heavy ball, Adam, L-BFGS, AdaGrad and RMSProp; chapters 4-8)."""
+    (the base of labkit's SGD, heavy ball, Adam, L-BFGS, AdaGrad and RMSProp; chapters 4-7)."""
 
     #: Keys a pickled optimizer of an older torch (or of torch's own class) may lack in its
     #: param groups, with the value they get when it is unpickled.

@@ -1,4 +1,4 @@
-r"""RMSProp, as ``torch.optim.RMSprop`` computes it (chapter 8).
+r"""RMSProp, as ``torch.optim.RMSprop`` computes it (chapter 7).
 
 For each parameter :math:`w` with gradient :math:`g_t` at step :math:`t = 1, 2, \dots`:
 
@@ -38,7 +38,7 @@ def rmsprop_step(params: list[torch.Tensor], grads: list[torch.Tensor],
                  momentum_buffers: list[torch.Tensor], state_steps: list[torch.Tensor], *,
                  lr: float, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
                  momentum: float = 0.0, centered: bool = False, maximize: bool = False) -> None:
-    r"""One RMSProp step on every tensor of ``params``, in place (chapter 8).
+    r"""One RMSProp step on every tensor of ``params``, in place (chapter 7).
 
     .. math:: v_t = \rho v_{t-1} + (1-\rho) g_t^2, \qquad
               w \leftarrow w - \alpha\, \frac{g_t}{\sqrt{v_t} + \varepsilon}
@@ -72,7 +72,7 @@ def rmsprop_step(params: list[torch.Tensor], grads: list[torch.Tensor],
 
 class RMSprop(Optimizer):
     """``torch.optim.RMSprop`` rebuilt on :func:`rmsprop_step`, with the same state layout
-    (chapter 8).
+    (chapter 7).
 
     Each parameter's state is ``step`` (a float32 scalar tensor), ``square_avg`` and, with
     ``momentum > 0``, ``momentum_buffer`` and, when ``centered``, ``grad_avg``, as in PyTorch,
