@@ -36,7 +36,7 @@ def test_every_chapter_folder_is_numbered_or_an_appendix():
     for p in CHAPTERS.iterdir():
         if p.is_dir() and not p.name.startswith((".", "_")):
             assert re.match(r"(\d\d|appendix)_[a-z0-9_]+$", p.name), (
-                f"chapters/{p.name}: name a chapter folder NN_name (NN its number) or appendix_name")
+                f"chapters/{p.name}: name a chapter folder NN_name or appendix_name")
 
 
 def test_folder_title_and_toc_position_agree():
