@@ -36,6 +36,7 @@ from torch import nn
 
 from labkit import _checks as checks
 from labkit.fast import autocast_context, epoch_batches
+from labkit.graphs import captured_epochs
 from labkit.optim.factory import OptimizerConfig
 from labkit.train import History, evaluate, train_epoch, train_epochs
 
@@ -149,6 +150,11 @@ class StackedOptimizer:
         for p in self.params:
             p.grad = None
 
+    def state_tensors(self) -> list[torch.Tensor]:
+        """Every tensor the optimizer updates in place (its state; :mod:`labkit.graphs` saves
+        and restores them around the warm-up of a CUDA graph capture)."""
+        return []
+
 
 class StackedSGD(StackedOptimizer):
     r"""torch's SGD with one learning rate and momentum per run (chapter 4).
@@ -165,6 +171,9 @@ class StackedSGD(StackedOptimizer):
                          momentum=[c.momentum for c in configs])
         self.use_momentum = any(c.momentum for c in configs)
         self.buffers = self.rows() if self.use_momentum else None
+
+    def state_tensors(self) -> list[torch.Tensor]:
+        return list(self.buffers or [])
 
     @torch.no_grad()
     def step(self) -> None:
@@ -183,14 +192,19 @@ class StackedAdam(StackedOptimizer):
               w_{t} = w_{t-1} - \frac{\eta}{1-\beta_1^t}\,
                       \frac{m_t}{\sqrt{v_t}/\sqrt{1-\beta_2^t} + \epsilon}
 
-    The bias corrections are computed on the device, once per step for all the parameters, so a
-    GPU never waits for the host.
+    The step count :math:`t` lives on the device and the bias corrections are computed there,
+    once per step for all the parameters, so a GPU never waits for the host and the step can be
+    captured in a CUDA graph (:mod:`labkit.graphs`).
     """
 
     def __init__(self, model: StackedMLP, configs: Sequence[SweepConfig]):
         super().__init__(model, lr=[c.lr for c in configs], b1=[c.betas[0] for c in configs],
                          b2=[c.betas[1] for c in configs], eps=[c.eps for c in configs])
-        self.t, self.m, self.v = 0, self.rows(), self.rows()
+        self.m, self.v = self.rows(), self.rows()
+        self.t = torch.zeros((), dtype=self.lr.dtype, device=self.lr.device)  # steps taken
+
+    def state_tensors(self) -> list[torch.Tensor]:
+        return [self.t, *self.m, *self.v]
 
     @torch.no_grad()
     def step(self) -> None:
@@ -245,6 +259,7 @@ def sweep_mlp(
     precision: str = "fp32",
     check_every: int = 100,
     max_loss: float = math.inf,
+    cuda_graph: bool = False,
 ) -> SweepResult:
     """Train one copy of ``model`` per configuration, all at once, with cross-entropy (the labs'
     Demo & Results).
@@ -255,6 +270,10 @@ def sweep_mlp(
     driver, :func:`labkit.train.train_epoch`. All configurations must use the same optimiser.
     Losses are read back every ``check_every`` batches and at the end of each epoch; the sweep
     stops early once every run has diverged (a loss NaN, infinite or above ``max_loss``).
+
+    ``cuda_graph=True`` trains the full batches of every epoch by replaying one captured CUDA
+    graph of the step (:class:`labkit.graphs.CapturedEpoch`; the losses are then read back once
+    per epoch). With the data on the CPU it runs the same steps eagerly.
     """
     checks.preloaded(X, y)
     configs = [c if isinstance(c, OptimizerConfig) else OptimizerConfig(**c) for c in configs]
@@ -274,9 +293,14 @@ def sweep_mlp(
             return evaluate(epoch_batches(*test_data, batch_size, shuffle=False), stacked,
                             stacked_cross_entropy)
 
-    train_epochs(epochs, lambda: train_epoch(
-        epoch_batches(X, y, batch_size, generator), stacked, stacked_cross_entropy, optimizer,
-        histories, len(X), None, check_every, autocast), histories,
-        None if test_data is None else test_pass, None)
+    if cuda_graph:
+        train_one = captured_epochs(stacked, stacked_cross_entropy, optimizer, X, y, batch_size,
+                                    histories, generator, precision)
+    else:
+        def train_one() -> None:
+            train_epoch(epoch_batches(X, y, batch_size, generator), stacked,
+                        stacked_cross_entropy, optimizer, histories, len(X), None, check_every,
+                        autocast)
+    train_epochs(epochs, train_one, histories, None if test_data is None else test_pass, None)
     return SweepResult(configs, histories, stacked, batch_size,
                        seconds=time.perf_counter() - start_time)

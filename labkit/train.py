@@ -72,6 +72,31 @@ def evaluation_report(loss: float, accuracy: float) -> str:
     return f"Test Error: \n Accuracy: {(100 * accuracy):>0.1f}%, Avg loss: {loss:>8f} \n"
 
 
+def log_losses(
+    histories: list[History],
+    seen0: list[int],
+    pending: list[tuple[int, torch.Tensor]],
+    size: int | None = None,
+    print_every: int | None = 100,
+) -> None:
+    """Log the losses of ``pending`` batches, read back from the device in one transfer (the labs).
+
+    ``pending`` holds ``(samples of this epoch so far, loss)`` pairs, each loss one number or one
+    per run; ``seen0`` the samples each run had seen when the epoch began. A loss that is NaN,
+    infinite or above the history's ``max_loss`` marks its run diverged and ends its history.
+    """
+    if not pending:
+        return
+    rows = torch.stack([loss for _, loss in pending]).reshape(len(pending), -1)
+    for (current, _), row in zip(pending, rows.tolist()):
+        for history, seen, value in zip(histories, seen0, row):
+            if not history.diverged:
+                history.log(seen + current, value)
+                history.diverged = history.blew_up(value)
+                if history.diverged and print_every:
+                    print(progress_line(value, current, size, diverged=True))
+
+
 def train_epoch(
     batches: Batches,
     model: nn.Module,
@@ -99,16 +124,8 @@ def train_epoch(
     pending: list[tuple[int, torch.Tensor]] = []  # (samples of this epoch, loss): not read yet
 
     def check() -> bool:  # log the pending losses; True while some run has not diverged
-        if pending:
-            rows = torch.stack([loss for _, loss in pending]).reshape(len(pending), -1)
-            for (current, _), row in zip(pending, rows.tolist()):
-                for history, seen, value in zip(histories, seen0, row):
-                    if not history.diverged:
-                        history.log(seen + current, value)
-                        history.diverged = history.blew_up(value)
-                        if history.diverged and print_every:
-                            print(progress_line(value, current, size, diverged=True))
-            pending.clear()
+        log_losses(histories, seen0, pending, size, print_every)
+        pending.clear()
         return not all(h.diverged for h in histories)
 
     model.train()
