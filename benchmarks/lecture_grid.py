@@ -72,7 +72,6 @@ import copy
 import json
 import math
 import os
-import struct
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -82,7 +81,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from labkit.data import DatasetNotAvailableError, digits5k, expected_files, image_dataset, preload
+from labkit.data import (
+    DatasetNotAvailableError,
+    digits5k,
+    image_dataset,
+    preload,
+    write_synthetic_images,
+)
 from labkit.device import get_device
 from labkit.fast import train_tensors
 from labkit.models import MLP
@@ -102,69 +107,15 @@ PEAK_BF16, PEAK_FP32, PEAK_TF32 = 989.0, 67.0, 494.0
 
 
 # ----------------------------------------------------------------------------------------------
-# The synthetic FashionMNIST: IDX files of the lecture's shape
+# The synthetic FashionMNIST (labkit.data.write_synthetic_images) through the labs' loading path
 # ----------------------------------------------------------------------------------------------
-
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """Write ``array`` (uint8, any rank) as an uncompressed IDX file, the format of MNIST."""
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I",
-                                                                     *array.shape)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(header + array.tobytes())
-
-
-def synthetic_images(n: int, seed: int, stream: int) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` images (uint8, ``(n, 28, 28)``) and labels (uint8, 0-9, balanced) that depend on
-    ``seed`` and ``stream`` only.
-
-    Each class has a smooth pattern (a 7x7 grid upsampled to 28x28, half shared by all classes,
-    half its own; the same in every stream). An image of class ``c`` is its pattern blended with
-    a random other class's (weight up to 0.45), times a random contrast, plus Gaussian noise of
-    standard deviation 80: learnable, not trivially (the MLP, 3 epochs on 6,000 such images,
-    tested on 1,000: 85% with SGD at lr 0.1, 89% with Adam at lr 0.001; not 100%).
-    """
-    patterns = np.random.default_rng([seed, 0])
-    shared = patterns.uniform(0, 220, size=(1, 7, 7))
-    templates = 0.5 * shared + 0.5 * patterns.uniform(0, 220, size=(10, 7, 7))
-    templates = np.kron(templates, np.ones((4, 4))).astype(np.float32)      # (10, 28, 28)
-    rng = np.random.default_rng([seed, 1 + stream])
-    labels = rng.permutation(np.arange(n) % 10).astype(np.uint8)
-    images = np.empty((n, SIDE, SIDE), dtype=np.uint8)
-    for start in range(0, n, 10_000):  # in chunks: float32 noise for 10,000 images at a time
-        lab = labels[start:start + 10_000]
-        m = len(lab)
-        other = (lab + rng.integers(1, 10, size=m)) % 10
-        weight = rng.uniform(0, 0.45, size=(m, 1, 1)).astype(np.float32)
-        contrast = rng.uniform(0.5, 1.0, size=(m, 1, 1)).astype(np.float32)
-        noise = rng.standard_normal((m, SIDE, SIDE), dtype=np.float32) * 80
-        clean = (1 - weight) * templates[lab] + weight * templates[other]
-        images[start:start + m] = np.clip(clean * contrast + noise, 0, 255)
-    return images, labels
-
-
-def write_synthetic_fashion_mnist(root: str | os.PathLike, n_train: int = FULL_TRAIN,
-                                  n_test: int = FULL_TEST, seed: int = 0) -> dict[str, np.ndarray]:
-    """Write the four IDX files of a synthetic FashionMNIST where torchvision looks for them.
-
-    The paths are :func:`labkit.data.expected_files` ``("fashion-mnist", root)``. Returns the
-    arrays written, keyed ``train_images``, ``train_labels``, ``test_images``, ``test_labels``.
-    """
-    train_images, train_labels = synthetic_images(n_train, seed, stream=0)
-    test_images, test_labels = synthetic_images(n_test, seed, stream=1)
-    arrays = {"train_images": train_images, "train_labels": train_labels,
-              "test_images": test_images, "test_labels": test_labels}
-    for path, array in zip(expected_files("fashion-mnist", root), arrays.values()):
-        write_idx(path, array)
-    return arrays
-
 
 def load_fashion_mnist(root: str | os.PathLike, device: torch.device,
                        written: dict[str, np.ndarray] | None = None):
     """``(X_train, y_train), (X_test, y_test)`` on ``device``, through the labs' loading path:
     ``labkit.data.image_dataset("fashion-mnist", root=root)`` (torchvision's ``FashionMNIST``
     with ``ToTensor``) and ``labkit.data.preload``. With ``written`` (the arrays of
-    :func:`write_synthetic_fashion_mnist`), checks that every image and label came back exactly.
+    :func:`labkit.data.write_synthetic_images`), checks every image and label came back exactly.
     """
     splits = []
     for train, prefix in ((True, "train"), (False, "test")):
@@ -287,27 +238,35 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _stack(runs: list[Run], initial: torch.nn.Module, train: tuple, test: tuple, epochs: int,
+           precision: str, seed: int, device: torch.device, cuda_graph: bool):
+    """``runs`` (one batch size) trained as one ``sweep_mlp``: its result and its seconds."""
+    synchronize(device)
+    start = time.perf_counter()
+    sweep = sweep_mlp(initial, [r.config for r in runs], *train, epochs=epochs,
+                      batch_size=runs[0].batch_size, generator=torch.Generator().manual_seed(seed),
+                      test_data=test, precision=precision, cuda_graph=cuda_graph)
+    synchronize(device)
+    return sweep, time.perf_counter() - start
+
+
 def train_grid(groups: list[Group], initial: torch.nn.Module, train: tuple, test: tuple,
                epochs: int, precision: str, seed: int, compile_mode: str | None,
-               device: torch.device, progress: bool = False) -> list[RunResult]:
+               device: torch.device, progress: bool = False,
+               cuda_graph: bool = False) -> list[RunResult]:
     """Train every group; returns one :class:`RunResult` per run, in the grid's order.
 
     With ``progress``, prints each group's time as soon as it is known (a run cut short by a
-    time limit still leaves those lines).
+    time limit still leaves those lines). With ``cuda_graph``, every run goes through
+    ``sweep_mlp(cuda_graph=True)``: a stacked group as one sweep, the others as sweeps of one run.
     """
     X, y = train
     results = []
     for group in groups:
         done = len(results)
         if group.stacked:
-            synchronize(device)
-            start = time.perf_counter()
-            sweep = sweep_mlp(initial, [r.config for r in group.runs], X, y, epochs=epochs,
-                              batch_size=group.runs[0].batch_size,
-                              generator=torch.Generator().manual_seed(seed), test_data=test,
-                              precision=precision)
-            synchronize(device)
-            seconds = time.perf_counter() - start
+            sweep, seconds = _stack(group.runs, initial, train, test, epochs, precision, seed,
+                                    device, cuda_graph)
             everyone_diverged = all(h.diverged for h in sweep.histories)
             processed = (max(h.samples_seen for h in sweep.histories) if everyone_diverged
                          else len(X) * epochs)
@@ -318,6 +277,12 @@ def train_grid(groups: list[Group], initial: torch.nn.Module, train: tuple, test
                       f"{seconds:.2f} s", flush=True)
             continue
         for run in group.runs:
+            if cuda_graph:
+                sweep, seconds = _stack([run], initial, train, test, epochs, precision, seed,
+                                        device, cuda_graph)
+                results.append(_result(run, group, sweep.histories[0], seconds,
+                                       sweep.histories[0].samples_seen))
+                continue
             model = copy.deepcopy(initial)
             optimizer = make_optimizer(run.config.optimizer, model.parameters(), run.config.lr,
                                        run.config.momentum)
@@ -350,7 +315,7 @@ def _result(run: Run, group: Group, history, seconds: float, samples: int) -> Ru
 
 
 def warm_up(groups: list[Group], initial, train: tuple, test: tuple, precision: str, seed: int,
-            compile_mode: str | None, device: torch.device) -> float:
+            compile_mode: str | None, device: torch.device, cuda_graph: bool = False) -> float:
     """One epoch of every group on a slice of the data with the timed run's batch shapes."""
     X, y = train
     Xt, yt = test
@@ -362,9 +327,31 @@ def warm_up(groups: list[Group], initial, train: tuple, test: tuple, precision: 
             mt = min(len(Xt), bs + len(Xt) % bs)
             part = Group(group.name, runs, group.stacked)
             train_grid([part], initial, (X[:m], y[:m]), (Xt[:mt], yt[:mt]), 1, precision, seed,
-                       compile_mode, device)
+                       compile_mode, device, cuda_graph=cuda_graph)
     synchronize(device)
     return time.perf_counter() - start
+
+
+def check_cuda_graph(initial: torch.nn.Module, train: tuple, precision: str, seed: int,
+                     n: int = 4000) -> dict:
+    """The replayed graph against the eager sweep, before anything is timed: two stacks (SGD with
+    and without momentum; Adam at two rates), 2 epochs on the first ``n`` training images at
+    batch 64 (a short last batch included). Returns, per stack, the largest difference of a
+    logged loss and whether the final weights are equal."""
+    X, y = train[0][:n], train[1][:n]
+    stacks = {"SGD": [SweepConfig("SGD", 0.1), SweepConfig("SGD", 0.01, 0.9)],
+              "Adam": [SweepConfig("Adam", 1e-3), SweepConfig("Adam", 1e-2)]}
+    out = {}
+    for name, configs in stacks.items():
+        eager, graph = (sweep_mlp(initial, configs, X, y, epochs=2, batch_size=64,
+                                  generator=torch.Generator().manual_seed(seed),
+                                  precision=precision, cuda_graph=g) for g in (False, True))
+        diffs = [abs(u - v) for a, b in zip(eager.histories, graph.histories)
+                 for u, v in zip(a.loss, b.loss)]
+        out[name] = {"max_loss_difference": max(diffs), "losses": len(diffs),
+                     "weights_equal": all(torch.equal(p, q) for p, q in
+                                          zip(eager.model.parameters(), graph.model.parameters()))}
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -401,10 +388,15 @@ def format_report(report: dict) -> str:
     lines.append(
         f"device: {report['device_name']} ({cfg['device']}), torch {report['torch']}, "
         f"precision {cfg['precision']}, vectorize {cfg['vectorize']} ({cfg['grouping']} "
-        f"grouping), compile {cfg['compile'] or 'off'}, TF32 matmul {report['tf32']}")
+        f"grouping), compile {cfg['compile'] or 'off'}, CUDA graph "
+        f"{'on' if cfg.get('cuda_graph') else 'off'}, TF32 matmul {report['tf32']}")
     d = report["data"]
     lines.append(f"data: written in {d['write_s']:.1f} s, loaded (torchvision + preload to the "
                  f"device) in {d['load_s']:.1f} s, round trip exact: {d['round_trip']}")
+    for name, c in (report.get("graph_check") or {}).items():
+        lines.append(f"CUDA graph vs eager ({name} stack, 2 epochs on {cfg['graph_check_n']:,} "
+                     f"images): max loss difference {c['max_loss_difference']:.3g} over "
+                     f"{c['losses']} losses, final weights equal: {c['weights_equal']}")
     if report["warmup_s"] is not None:
         lines.append(f"warm-up (one epoch of every group on a slice, not counted): "
                      f"{report['warmup_s']:.1f} s")
@@ -475,6 +467,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the runs trained one at a time")
     parser.add_argument("--compile-mode", default="reduce-overhead")
+    parser.add_argument("--cuda-graph", action="store_true",
+                        help="replay one captured CUDA graph per step (labkit.graphs): every run "
+                             "through sweep_mlp(cuda_graph=True), checked against eager first")
     parser.add_argument("--train-size", type=int, default=FULL_TRAIN)
     parser.add_argument("--test-size", type=int, default=FULL_TEST)
     parser.add_argument("--data-root", default=None,
@@ -546,7 +541,8 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory(prefix="lecture_grid_") as tmp:
         root = Path(args.data_root) if args.data_root else Path(tmp)
         start = time.perf_counter()
-        written = write_synthetic_fashion_mnist(root, args.train_size, args.test_size, seed)
+        written = write_synthetic_images("fashion-mnist", root, args.train_size, args.test_size,
+                                         seed)
         write_s = time.perf_counter() - start
         start = time.perf_counter()
         train, test = load_fashion_mnist(root, device, written)
@@ -556,12 +552,14 @@ def main(argv=None) -> dict:
 
     seed_everything(seed)
     initial = MLP().to(device)  # as in the notebook: every run starts from these weights
+    graph_check = (check_cuda_graph(initial, train, args.precision, seed)
+                   if args.cuda_graph else None)
     warmup_s = None if args.no_warmup else warm_up(groups, initial, train, test, args.precision,
-                                                   seed, compile_mode, device)
+                                                   seed, compile_mode, device, args.cuda_graph)
     print(f"training the grid on {device_name(device)}: {len(runs)} runs, {args.epochs} "
           f"epochs, {args.precision}, vectorize {'on' if vectorize else 'off'}", flush=True)
     results = train_grid(groups, initial, train, test, args.epochs, args.precision, seed,
-                         compile_mode, device, progress=True)
+                         compile_mode, device, progress=True, cuda_graph=args.cuda_graph)
     group_s = {}
     for res in results:  # a stack's runs share its time; single runs add up
         if res.k > 1:
@@ -584,7 +582,7 @@ def main(argv=None) -> dict:
         dtest = preload(digits5k(train=False), device)
         start = time.perf_counter()
         dres = train_grid(groups, initial, dtrain, dtest, args.accuracy_epochs, args.precision,
-                          seed, compile_mode, device)
+                          seed, compile_mode, device, cuda_graph=args.cuda_graph)
         digits = {"epochs": args.accuracy_epochs, "train_size": len(dtrain[0]),
                   "test_size": len(dtest[0]), "seconds": time.perf_counter() - start,
                   "runs": [{"number": r.run.number, "title": r.run.title,
@@ -597,12 +595,14 @@ def main(argv=None) -> dict:
         "tf32": bool(torch.backends.cuda.matmul.allow_tf32),
         "config": {"device": str(device), "epochs": args.epochs, "precision": args.precision,
                    "vectorize": "on" if vectorize else "off", "grouping": args.grouping,
-                   "compile": compile_mode, "train_size": args.train_size,
+                   "compile": compile_mode, "cuda_graph": args.cuda_graph,
+                   "graph_check_n": 4000, "train_size": args.train_size,
                    "test_size": args.test_size, "seed": seed, "subset": args.subset,
                    "threads": torch.get_num_threads()},
         "data": {"write_s": write_s, "load_s": load_s, "round_trip": True,
                  "train_shape": list(train[0].shape), "test_shape": list(test[0].shape)},
         "warmup_s": warmup_s,
+        "graph_check": graph_check,
         "runs": [{"number": r.run.number, "title": r.run.title, "sweep": r.run.sweep,
                   "group": r.group, "k": r.k, "seconds": r.seconds, "samples": r.samples,
                   "samples_per_s": r.samples_per_s, "test_accuracy": r.test_accuracy,

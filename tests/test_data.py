@@ -42,15 +42,47 @@ def test_digits5k_rejects_a_bad_fraction():
 def _write_idx(root, folder: str, n_train: int = 12, n_test: int = 5) -> None:
     """Write tiny, valid IDX files where torchvision expects them."""
     raw = root / folder / "raw"
-    raw.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for prefix, n in (("train", n_train), ("t10k", n_test)):
-        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
-        labels = (np.arange(n) % 10).astype(np.uint8)
-        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(
-            struct.pack(">HBBIII", 0, 0x08, 3, n, 28, 28) + images.tobytes())
-        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(
-            struct.pack(">HBBI", 0, 0x08, 1, n) + labels.tobytes())
+        data.write_idx(raw / f"{prefix}-images-idx3-ubyte",
+                       rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8))
+        data.write_idx(raw / f"{prefix}-labels-idx1-ubyte", (np.arange(n) % 10).astype(np.uint8))
+
+
+def test_idx_headers_are_mnists(tmp_path):
+    _write_idx(tmp_path, "MNIST", n_train=600)
+    raw = tmp_path / "MNIST" / "raw"
+    images = (raw / "train-images-idx3-ubyte").read_bytes()
+    labels = (raw / "train-labels-idx1-ubyte").read_bytes()
+    assert struct.unpack(">HBBIII", images[:16]) == (0, 8, 3, 600, 28, 28)
+    assert struct.unpack(">HBBI", labels[:8]) == (0, 8, 1, 600)
+    assert len(images) == 16 + 600 * 28 * 28 and len(labels) == 8 + 600
+
+
+@pytest.mark.parametrize("name,folder", [("fashion-mnist", "FashionMNIST"), ("mnist", "MNIST")])
+def test_synthetic_images_have_the_real_shape_and_go_through_torchvision(tmp_path, name, folder):
+    written = data.write_synthetic_images(name, tmp_path, n_train=600, n_test=100, seed=0)
+    assert written["train_images"].shape == (600, 28, 28)
+    assert written["test_images"].shape == (100, 28, 28)
+    assert written["train_images"].dtype == np.uint8
+    assert sorted(np.unique(written["train_labels"]).tolist()) == list(range(10))
+    assert all(f.is_file() for f in data.expected_files(name, tmp_path))
+    again = data.synthetic_images(600, seed=0, stream=0)  # deterministic
+    assert np.array_equal(again[0], written["train_images"])
+    means = [written["train_images"][written["train_labels"] == c].mean(0) for c in range(10)]
+    assert np.abs(means[0] - means[1]).mean() > 5  # the classes differ: something to learn
+    dataset = data.image_dataset(name, train=True, root=tmp_path, download=False)
+    assert len(dataset) == 600
+    X, y = data.preload(dataset)
+    assert torch.equal(X[:, 0], torch.from_numpy(written["train_images"]).float() / 255)
+    assert torch.equal(y, torch.from_numpy(written["train_labels"]).long())
+
+
+def test_real_sizes_by_default():
+    """Byte for byte the sizes of the real files: 60,000 + 10,000 images (not written here)."""
+    import inspect
+    defaults = inspect.signature(data.write_synthetic_images).parameters
+    assert (defaults["n_train"].default, defaults["n_test"].default) == (60_000, 10_000)
 
 
 @pytest.mark.parametrize("name,folder", [("fashion-mnist", "FashionMNIST"), ("mnist", "MNIST")])

@@ -3,60 +3,29 @@ FashionMNIST unchanged, the grid is the notebook's, and a tiny run reports every
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import struct
-import sys
-from pathlib import Path
 
-import numpy as np
 import torch
 
-from labkit.data import expected_files, image_dataset, preload
-
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "lecture_grid.py"
-
-
-def _module():
-    """The script as a module (registered in sys.modules: its dataclasses need that)."""
-    if "lecture_grid" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("lecture_grid", SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["lecture_grid"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["lecture_grid"]
+from benchmarks import lecture_grid as grid
+from labkit.data import write_synthetic_images
 
 
-def test_synthetic_idx_round_trips_through_torchvision(tmp_path):
-    grid = _module()
-    written = grid.write_synthetic_fashion_mnist(tmp_path, n_train=600, n_test=100, seed=0)
-    assert written["train_images"].shape == (600, 28, 28)
-    assert written["test_images"].shape == (100, 28, 28)
-    assert written["train_images"].dtype == np.uint8
-    assert sorted(np.unique(written["train_labels"]).tolist()) == list(range(10))
-    # IDX headers: magic 0x00000803 / 0x00000801, then the dimensions
-    images_file, labels_file = expected_files("fashion-mnist", tmp_path)[:2]
-    assert struct.unpack(">HBBIII", images_file.read_bytes()[:16]) == (0, 8, 3, 600, 28, 28)
-    assert struct.unpack(">HBBI", labels_file.read_bytes()[:8]) == (0, 8, 1, 600)
-    # deterministic, and the classes differ (something to learn)
-    again = grid.synthetic_images(600, seed=0, stream=0)
-    assert np.array_equal(again[0], written["train_images"])
-    means = [written["train_images"][written["train_labels"] == c].mean(0) for c in range(10)]
-    assert np.abs(means[0] - means[1]).mean() > 5
-    # the labs' loading path: torchvision's FashionMNIST + preload
-    dataset = image_dataset("fashion-mnist", train=True, root=tmp_path, download=False)
-    assert type(dataset).__name__ == "FashionMNIST" and len(dataset) == 600
-    X, y = preload(dataset)
-    assert X.shape == (600, 1, 28, 28) and X.dtype == torch.float32
-    assert torch.equal(X[:, 0], torch.from_numpy(written["train_images"]).float() / 255)
-    assert torch.equal(y, torch.from_numpy(written["train_labels"]).long())
+def test_synthetic_fashion_mnist_loads_through_the_labs_path(tmp_path):
+    written = write_synthetic_images("fashion-mnist", tmp_path, n_train=600, n_test=100)
     (Xtr, _), (Xte, yte) = grid.load_fashion_mnist(tmp_path, torch.device("cpu"), written)
     assert Xtr.shape == (600, 1, 28, 28) and Xte.shape == (100, 1, 28, 28) and len(yte) == 100
+    written["test_labels"][0] = (written["test_labels"][0] + 1) % 10  # what was read is checked
+    try:
+        grid.load_fashion_mnist(tmp_path, torch.device("cpu"), written)
+    except RuntimeError as err:
+        assert "did not round-trip" in str(err)
+    else:
+        raise AssertionError("a changed label went unnoticed")
 
 
 def test_the_grid_is_the_notebooks():
-    grid = _module()
     runs = grid.lecture_runs()
     assert len(runs) == 16
     titles = [r.title for r in runs]
@@ -72,7 +41,6 @@ def test_the_grid_is_the_notebooks():
 
 
 def test_tiny_grid_reports_every_run(tmp_path, capsys):
-    grid = _module()
     threads = torch.get_num_threads()
     out = tmp_path / "report.json"
     try:
@@ -101,3 +69,22 @@ def test_tiny_grid_reports_every_run(tmp_path, capsys):
     assert "CPU" in printed
     assert json.loads(out.read_text())["runs"][0]["title"] == report["runs"][0]["title"]
     assert len(list((tmp_path / "data" / "FashionMNIST" / "raw").iterdir())) == 4
+
+
+def test_cuda_graph_lever_checks_itself_first(tmp_path, capsys):
+    """--cuda-graph: every run through sweep_mlp(cuda_graph=True), after a check against the
+    eager sweep (on a CPU the captured steps run eagerly, so the check must find no difference)."""
+    threads = torch.get_num_threads()
+    try:
+        report = grid.main(["--device", "cpu", "--train-size", "300", "--test-size", "50",
+                            "--epochs", "1", "--subset", "1,5", "--cuda-graph",
+                            "--accuracy-epochs", "0", "--threads", "1", "--no-warmup"])
+    finally:
+        torch.set_num_threads(threads)
+    assert report["config"]["cuda_graph"] is True
+    for check in report["graph_check"].values():
+        assert check["max_loss_difference"] == 0.0 and check["weights_equal"]
+        assert check["losses"] == 2 * 2 * 5  # 2 runs x 2 epochs x 5 batches of 64 in 300
+    assert [r["number"] for r in report["runs"]] == [1, 5]
+    assert all(r["samples"] == 300 and not r["diverged"] for r in report["runs"])
+    assert "CUDA graph vs eager (SGD stack" in capsys.readouterr().out

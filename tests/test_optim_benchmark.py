@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import torch
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "optim_parity.py"
+from benchmarks import optim_parity as module
 
 
 def test_parity_script_runs(capsys):
-    spec = importlib.util.spec_from_file_location("optim_parity", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     threads = torch.get_num_threads()
     try:
         worst = module.parity_table(steps=3)
