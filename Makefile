@@ -60,9 +60,12 @@ release: install
 	$(BIN)/python -m coursetools release
 
 # Every lab at full size on a CUDA machine (FashionMNIST, 10 epochs): executed notebooks, figures
-# and timings in _build/labs-gpu/ (see labs/README.md)
+# and timings in _build/labs-gpu/, then the GPU benchmarks there too (see labs/README.md).
+# LABS_GPU_ARGS adds options, e.g. LABS_GPU_ARGS=--synthetic on a machine without FashionMNIST.
 labs-gpu: install
-	bash scripts/run_labs_gpu.sh
+	$(BIN)/python -m coursetools labs-gpu --out _build/labs-gpu $(LABS_GPU_ARGS)
+	$(BIN)/python benchmarks/optim_step_time.py --device cuda --out _build/labs-gpu/optim_step_time.json
+	$(BIN)/python benchmarks/lecture_grid.py --device cuda --precision bf16 --grouping merged --cuda-graph --out _build/labs-gpu/lecture_grid.json
 
 clean:
 	rm -rf _build

@@ -1,5 +1,5 @@
 """``python -m coursetools COMMAND [...]``: the course's command line (book, execute, handouts,
-grade, release, setup-cell).
+grade, release, setup-cell, labs-gpu).
 
 It only delegates: each command is the ``main(argv)`` of the module that does that one job, and
 ``python -m coursetools COMMAND --help`` shows that module's own options.
@@ -17,12 +17,14 @@ COMMANDS = {
     "grade": ("coursetools.grading", "grade a folder of submissions into a CSV and feedback"),
     "release": ("coursetools.release", "the public tree for students, without solutions"),
     "setup-cell": ("coursetools.setup_cell", "insert or refresh every notebook's Colab setup cell"),
+    "labs-gpu": ("coursetools.labs_gpu", "every lab at full size on a GPU, with timings"),
 }
 
 
 def usage() -> str:
     lines = ["usage: python -m coursetools COMMAND [options]", "", "commands:"]
-    lines += [f"  {name:<9} {text}" for name, (_, text) in COMMANDS.items()]
+    width = max(map(len, COMMANDS))
+    lines += [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
     return "\n".join(lines)
 
 
