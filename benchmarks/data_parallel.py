@@ -68,6 +68,13 @@ def bandwidth(world: int, sizes_mb: list[float], repeats: int, backend: str,
     results = launch(allreduce_worker, world, sizes, repeats=repeats, backend=backend,
                      timeout=timeout)
     seconds = np.max([r["seconds"] for r in results], axis=0)
+    if world == 1:  # nothing moves between processes: what is left is the call's fixed cost
+        print(f"\nall-reduce on P = 1 ({choose_backend(world, backend)}): no bytes leave the "
+              "process; the time is the collective's fixed cost (the alpha of the model)")
+        print("      bytes   measured ms")
+        for n, t in zip(sizes, seconds):
+            print(f"{n:11d}  {1e3 * t:12.4f}")
+        return
     latency, beta = fit_ring_model(sizes, seconds, world)
     model = ring_allreduce_time(np.array(sizes, dtype=float), world, latency, beta)
     print(f"\nall-reduce on P = {world} ({choose_backend(world, backend)}): fitted alpha = "
@@ -89,13 +96,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--bandwidth-workers", type=int, default=None,
+                        help="P of the all-reduce timing (default: the largest of --workers, "
+                             "at least 2; 1 on a machine with one GPU and NCCL)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     workers = sorted(set(args.workers))
     if workers[0] != 1:
         workers = [1] + workers  # the efficiency is relative to one process
     scaling(workers, args.batch_per_worker, args.steps, args.hidden, args.backend, args.timeout)
-    bandwidth(max(2, workers[-1]), args.sizes_mb, args.repeats, args.backend, args.timeout)
+    world = args.bandwidth_workers or max(2, workers[-1])
+    bandwidth(world, args.sizes_mb, args.repeats, args.backend, args.timeout)
 
 
 if __name__ == "__main__":
