@@ -688,10 +688,23 @@ def _init_group(backend: str, rank: int, world_size: int, init_method: str,
                                 world_size=world_size, timeout=timeout)
 
 
+def _hide_gpus_from_gloo(backend: str) -> None:
+    """A gloo worker trains on the CPU: show it no GPU, before anything asks CUDA."""
+    if backend == "gloo":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
+
 def _entry(rank: int, worker: Callable[..., Any], args: tuple, kwargs: dict, world_size: int,
            backend: str, init_method: str, out_dir: str, threads: int,
            collective_timeout: float) -> None:
-    """What each spawned process runs: join the group, run ``worker``, save its result."""
+    """What each spawned process runs: join the group, run ``worker``, save its result.
+
+    A gloo worker trains on the CPU, so it is shown no GPU (``CUDA_VISIBLE_DEVICES=""``, set
+    before anything asks CUDA): on a machine with fewer GPUs than workers, torch's PowerSGD hook
+    would otherwise call ``torch.cuda.synchronize`` on the CPU bucket and fail (seen on an H200
+    with torch 2.11, P = 2 on gloo).
+    """
+    _hide_gpus_from_gloo(backend)
     torch.set_num_threads(threads)
     os.environ.setdefault("LOCAL_RANK", str(rank))
     _init_group(backend, rank, world_size, init_method, collective_timeout)
@@ -896,6 +909,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--collective-timeout", type=float, default=60.0)
     ns = parser.parse_args(argv)
+    _hide_gpus_from_gloo(ns.backend)
     rank = int(os.environ.get("RANK", "0"))
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     torch.set_num_threads(ns.threads)

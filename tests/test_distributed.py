@@ -7,6 +7,7 @@ raises or hangs surfaces as an exception in the caller within the timeouts.
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -146,3 +147,11 @@ def test_backend_choice_and_bad_arguments(data):
 def test_torchrun_as_a_subprocess_gives_the_same_results():
     results = launch(allreduce_worker, 2, [4096], repeats=1, launcher="torchrun", timeout=180)
     assert [r["bytes"] for r in results] == [[4096.0], [4096.0]]
+
+
+def test_gloo_workers_see_no_gpu():
+    """A gloo worker trains on the CPU and is shown no GPU (on a machine with one GPU, torch's
+    PowerSGD hook otherwise calls torch.cuda.synchronize on a CPU bucket and fails)."""
+    seen = launch(os.getenv, 2, "CUDA_VISIBLE_DEVICES", backend="gloo", timeout=60,
+                  collective_timeout=20)
+    assert seen == ["", ""]
