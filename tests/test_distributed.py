@@ -43,15 +43,17 @@ def data():
 
 @pytest.fixture(scope="module")
 def two_workers(data):
-    """One launch of two workers: the hand-written all-reduce, then DDP, same data and seed."""
-    configs = [dict(CONFIG, mode="allreduce"), dict(CONFIG, mode="ddp")]
+    """One launch of two workers: the hand-written all-reduce, DDP, and local SGD averaging the
+    weights after every step (H = 1), same data and seed."""
+    configs = [dict(CONFIG, mode="allreduce"), dict(CONFIG, mode="ddp"),
+               dict(CONFIG, mode="local_sgd", local_steps=1)]
     return launch(train_worker, 2, configs, data=data, timeout=120, collective_timeout=30)
 
 
 def test_two_workers_equal_one_process_with_twice_the_batch(data, two_workers):
     reference = train_data_parallel(world_size=2, data=data, **CONFIG)
     assert reference["global_batch"] == 16
-    for rank, (handwritten, _) in enumerate(two_workers):
+    for rank, (handwritten, *_) in enumerate(two_workers):
         assert handwritten["rank"] == rank and handwritten["global_batch"] == 16
         assert handwritten["weights"].dtype == torch.float64
         diff = (handwritten["weights"] - reference["weights"]).abs().max().item()
@@ -62,8 +64,17 @@ def test_two_workers_equal_one_process_with_twice_the_batch(data, two_workers):
     assert mean_first == pytest.approx(reference["losses"][0], abs=1e-12)
 
 
+def test_local_sgd_averages_the_weights(two_workers):
+    """With plain SGD, averaging the weights after every step is averaging the gradients:
+    (w - a g_1 + w - a g_2) / 2 = w - a (g_1 + g_2) / 2. A sum instead of a mean fails this."""
+    for handwritten, _, local in two_workers:
+        assert local["mode"] == "local_sgd" and local["local_steps"] == 1
+        diff = (local["weights"] - handwritten["weights"]).abs().max().item()
+        assert diff < 1e-12, f"max |w_local - w_allreduce| = {diff:.3g}"
+
+
 def test_ddp_equals_the_handwritten_all_reduce(two_workers):
-    for handwritten, ddp in two_workers:
+    for handwritten, ddp, _ in two_workers:
         assert ddp["mode"] == "ddp"
         diff = (ddp["weights"] - handwritten["weights"]).abs().max().item()
         assert diff < 1e-12, f"max |w_DDP - w_hand| = {diff:.3g}"

@@ -130,3 +130,27 @@ def test_progress_and_evaluation_lines_match_the_lecture():
         "loss:     nan  [   16/  300]  diverged, run stopped"
     assert lk_train.evaluation_report(0.512345, 0.8234) == \
         "Test Error: \n Accuracy: 82.3%, Avg loss: 0.512345 \n"
+
+
+def test_each_step_is_the_scripts_five_lines():
+    """train_epoch is predict, loss, backward, step, zero the gradients, batch after batch: the
+    same weights as those five lines written out (a missing zero_grad adds up gradients)."""
+    data = _blobs(96)
+    weights = {}
+    for how in ("driver", "by hand"):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        batches = [(X.double(), y) for X, y in DataLoader(data, batch_size=32)]
+        if how == "driver":
+            lk_train.train_epoch(batches, model, nn.functional.cross_entropy, opt,
+                                 [History()], print_every=None)
+        else:
+            for X, y in batches:
+                loss = nn.functional.cross_entropy(model(X), y)
+                loss.backward()
+                opt.step()
+                opt.zero_grad()
+        weights[how] = [p.detach().clone() for p in model.parameters()]
+    for a, b in zip(weights["driver"], weights["by hand"]):
+        assert torch.equal(a, b)
