@@ -198,7 +198,8 @@ def image_dataset(
 
 def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
     """Write ``array`` (uint8, any rank) as an uncompressed IDX file, the format of MNIST: a
-    magic number ``0x0000 08 <rank>``, the dimensions as big-endian 32-bit integers, the bytes."""
+    magic number ``0x0000 08 <rank>``, the dimensions as big-endian 32-bit integers, the bytes
+    (the labs' datasets on a machine without network)."""
     path = Path(path)
     array = np.ascontiguousarray(array, dtype=np.uint8)
     header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I",
@@ -209,7 +210,7 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
 
 def synthetic_images(n: int, seed: int = 0, stream: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``n`` images (uint8, ``(n, 28, 28)``) and labels (uint8, 0-9, balanced) that depend on
-    ``seed`` and ``stream`` only.
+    ``seed`` and ``stream`` only (the labs' synthetic stand-in for FashionMNIST).
 
     Each class has a smooth pattern (a 7x7 grid upsampled to 28x28, half shared by all classes,
     half its own; the same in every stream). An image of class ``c`` is its pattern blended with

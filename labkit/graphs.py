@@ -41,14 +41,15 @@ from labkit.train import History, LossFn, log_losses
 
 def graph_autocast(device: torch.device, precision: str = "fp32"):
     """bfloat16 autocast without its weight-cast cache (a captured graph must recompute the casts
-    at every replay), or a no-op for ``"fp32"``."""
+    at every replay), or a no-op for ``"fp32"`` (the labs on a GPU)."""
     if checks.one_of("precision", precision, PRECISIONS) == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=False)
 
 
 class CapturedEpoch:
-    """Epochs of mini-batch training whose full batches replay one captured CUDA graph.
+    """Epochs of mini-batch training whose full batches replay one captured CUDA graph (the
+    labs on a GPU; the arithmetic of chapter 4's loop).
 
     ``optimizer`` must update its state in place and list it in ``state_tensors()`` (labkit's
     stacked optimizers, :class:`labkit.sweep.StackedSGD` and :class:`labkit.sweep.StackedAdam`):
@@ -166,6 +167,6 @@ def captured_epochs(
     precision: str = "fp32", capture: bool | None = None,
 ) -> Callable[[], None]:
     """A ``train_one()`` for :func:`labkit.train.train_epochs` that runs one :class:`CapturedEpoch`
-    per call (captured once, on the first call's device)."""
+    per call (captured once, on the first call's device; the labs' sweeps on a GPU)."""
     epoch = CapturedEpoch(model, loss_fn, optimizer, X, y, batch_size, precision, capture)
     return lambda: epoch.run(histories, generator, len(X))
