@@ -27,37 +27,18 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
 
 import torch
 from torch import nn
-from torch.utils.data import Sampler
 
 from labkit import _checks as checks
+from labkit.batches import RandpermSampler, epoch_batches, epoch_permutation
 from labkit.train import History, LossFn, evaluate, evaluation_report, train_epoch, train_epochs
 
+__all__ = ["PRECISIONS", "RandpermSampler", "autocast_context", "epoch_batches",
+           "epoch_permutation", "evaluate_tensors", "train_epoch_tensors", "train_tensors"]
+
 PRECISIONS = ("fp32", "bf16")
-
-
-class RandpermSampler(Sampler[int]):
-    """A ``DataLoader`` sampler that draws one ``torch.randperm(n, generator=generator)`` per epoch
-    (the labs: it proves the two loops equal).
-
-    With ``DataLoader(dataset, batch_size, sampler=RandpermSampler(len(dataset), g))`` the script's
-    loop sees its mini-batches in the order :func:`train_tensors` uses with a generator seeded like
-    ``g``. (``shuffle=True`` draws the same kind of permutation, but consumes the generator a
-    little differently, so the orders differ for the same seed.)
-    """
-
-    def __init__(self, n: int, generator: torch.Generator):
-        self.n = int(n)
-        self.generator = generator
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __iter__(self) -> Iterator[int]:
-        yield from torch.randperm(self.n, generator=self.generator).tolist()
 
 
 def autocast_context(device: torch.device, precision: str = "fp32"):
@@ -65,38 +46,6 @@ def autocast_context(device: torch.device, precision: str = "fp32"):
     if checks.one_of("precision", precision, PRECISIONS) == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-
-
-def epoch_permutation(
-    n: int, generator: torch.Generator | None, device: torch.device
-) -> torch.Tensor:
-    """One epoch's batch order (chapter 4): ``torch.randperm(n, generator)`` on ``device``."""
-    gen_device = generator.device if generator is not None else torch.device("cpu")
-    perm = torch.randperm(n, generator=generator, device=gen_device)
-    return perm.to(device, non_blocking=True)
-
-
-def epoch_batches(
-    X: torch.Tensor,
-    y: torch.Tensor,
-    batch_size: int,
-    generator: torch.Generator | None = None,
-    shuffle: bool = True,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """The mini-batches of one pass over preloaded tensors (chapter 4, the labs).
-
-    In the order of one :func:`epoch_permutation` (drawn when the pass starts), each batch one
-    indexing operation ``X[perm[i:i + B]]``, the last one possibly smaller; in the stored order
-    with ``shuffle=False`` (a test set).
-    """
-    checks.integer("batch_size", batch_size, 1)
-    perm = epoch_permutation(len(X), generator, X.device) if shuffle else None
-    for start in range(0, len(X), batch_size):
-        if perm is None:
-            yield X[start:start + batch_size], y[start:start + batch_size]
-        else:
-            idx = perm[start:start + batch_size]
-            yield X[idx], y[idx]
 
 
 def train_epoch_tensors(
@@ -169,6 +118,7 @@ def train_tensors(
     check_every: int | None = None,
     label: str = "",
     max_loss: float = math.inf,
+    scheduler=None,
 ) -> History:
     """:func:`labkit.train.fit` on preloaded tensors: ``epochs`` epochs, each with a test pass
     (the labs' Demo & Results trains every run with it).
@@ -177,15 +127,22 @@ def train_tensors(
     (see :func:`labkit.data.preload`). Each epoch draws ``torch.randperm(len(X),
     generator=generator)``; the test set is evaluated in batches of ``batch_size``, like the
     script's test ``DataLoader``. Stops at the first NaN or infinite loss, or the first above
-    ``max_loss``, and marks the history ``diverged``. Returns the :class:`labkit.train.History`.
+    ``max_loss``, and marks the history ``diverged``. ``scheduler`` (e.g. a
+    ``torch.optim.lr_scheduler``) is stepped after every optimizer step. Returns the
+    :class:`labkit.train.History`.
     """
     checks.preloaded(X, y)
     history = History(label=label, max_loss=max_loss)
+    if check_every is None:  # read the losses back every batch on a CPU, every 100 on a GPU
+        check_every = 1 if X.device.type == "cpu" else 100
+    autocast = autocast_context(X.device, precision)
+
+    def train_one() -> None:
+        train_epoch(epoch_batches(X, y, batch_size, generator), model, loss_fn, optimizer,
+                    [history], len(X), print_every, check_every, autocast, scheduler)
+
     train_epochs(
-        epochs,
-        lambda: train_epoch_tensors(model, X, y, loss_fn, optimizer, batch_size, generator,
-                                    history, print_every, precision, check_every),
-        [history],
+        epochs, train_one, [history],
         None if test_data is None else lambda: [[v] for v in evaluate_tensors(
             model, *test_data, loss_fn, batch_size, precision, verbose=bool(print_every))],
         print_every)

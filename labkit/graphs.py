@@ -35,7 +35,8 @@ import torch
 from torch import nn
 
 from labkit import _checks as checks
-from labkit.fast import PRECISIONS, epoch_permutation
+from labkit.batches import epoch_permutation
+from labkit.fast import PRECISIONS
 from labkit.train import History, LossFn, log_losses
 
 

@@ -35,7 +35,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from labkit import _checks as checks
-from labkit.fast import autocast_context, epoch_batches
+from labkit.batches import epoch_batches
+from labkit.fast import autocast_context
 from labkit.graphs import captured_epochs
 from labkit.optim.factory import OptimizerConfig
 from labkit.train import History, evaluate, train_epoch, train_epochs

@@ -107,14 +107,17 @@ def train_epoch(
     print_every: int | None = 100,
     check_every: int = 1,
     autocast=None,
+    scheduler=None,
 ) -> None:
     """One epoch of mini-batch training, the driver of every training loop (chapter 4, the labs).
 
     For each batch: ``loss = loss_fn(model(X), y)`` (under ``autocast`` when given), backward,
-    step, zero the gradients. The loss (one number, or one per run of a sweep) goes into each
-    run's history against the samples seen. Every ``check_every`` batches the losses are read
-    back: one that is NaN, infinite or above the history's ``max_loss`` marks its run diverged
-    and ends its history, and the epoch stops once every run has diverged. With
+    step, zero the gradients, then ``scheduler.step()`` when a scheduler is given (a learning
+    rate that changes every step: warmup, cosine, chapter 7). The loss (one number, or one per
+    run of a sweep) goes into each run's history against the samples seen. Every
+    ``check_every`` batches the losses are read back: one that is NaN, infinite or above the
+    history's ``max_loss`` marks its run diverged and ends its history, and the epoch stops once
+    every run has diverged. With
     ``check_every=1`` the check comes before the step, as in the lecture's loop. Every
     ``print_every`` batches the :func:`progress_line` is printed.
     """
@@ -140,6 +143,8 @@ def train_epoch(
         loss.backward(torch.ones_like(loss))
         optimizer.step()
         optimizer.zero_grad()
+        if scheduler is not None:
+            scheduler.step()
         if print_every and batch % print_every == 0:
             print(progress_line(loss.item(), current, size))
         if check_every > 1 and (batch + 1) % check_every == 0 and not check():

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from labkit.batches import epoch_batches
 from labkit.data import digits5k
 from labkit.fast import (
     RandpermSampler,
@@ -324,3 +325,31 @@ def test_sweep_configs_are_checked(digits):
     with pytest.raises(ValueError, match="configs is empty"):
         sweep_mlp(MLP(), [], X, y)
     assert SweepConfig("sgd", 0.001, 0.5).title(16) == "Optimizer-SGD lr-0.001 mt-0.5 bs-16"
+
+
+def test_a_scheduler_steps_after_every_optimizer_step(digits):
+    """train_tensors(scheduler=...) is the loop with ``scheduler.step()`` after each step: the
+    same weights as that loop written out, and not those of a constant rate."""
+    X, y, _, _ = digits
+    weights = {}
+    for how in ("driver", "by hand", "constant"):
+        torch.manual_seed(0)
+        model = MLP()
+        opt = _optimizer("SGD", model.parameters(), 0.1, 0.9)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1 / (1 + t))
+        if how == "driver":
+            train_tensors(model, X, y, F.cross_entropy, opt, epochs=2, batch_size=64,
+                          generator=torch.Generator().manual_seed(1), print_every=None,
+                          scheduler=sched)
+        else:
+            g = torch.Generator().manual_seed(1)
+            for _ in range(2):
+                for Xb, yb in epoch_batches(X, y, 64, g):
+                    F.cross_entropy(model(Xb), yb).backward()
+                    opt.step()
+                    opt.zero_grad()
+                    if how == "by hand":
+                        sched.step()
+        weights[how] = [p.detach().clone() for p in model.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(weights["driver"], weights["by hand"]))
+    assert not all(torch.equal(a, b) for a, b in zip(weights["driver"], weights["constant"]))
