@@ -18,9 +18,9 @@ with :math:`\rho_i = 1/(y_i^\top s_i)`. A pair is stored only when :math:`y^\top
 (curvature condition), which keeps the approximation positive definite.
 
 :class:`LBFGS` repeats PyTorch's ``torch.optim.LBFGS`` step for step (same stopping tests,
-same first step :math:`\min(1, 1/\lVert g\rVert_1)\cdot\text{lr}`), so the two agree to rounding;
-with ``line_search_fn="strong_wolfe"`` it calls PyTorch's own strong-Wolfe line search
-(``torch.optim.lbfgs._strong_wolfe``), the one piece not rewritten here.
+same first step :math:`\min(1, 1/\lVert g\rVert_1)\cdot\text{lr}`), so the two take the same
+steps; with ``line_search_fn="strong_wolfe"`` it runs :func:`labkit.optim.line_search.strong_wolfe`,
+labkit's own copy of PyTorch's strong-Wolfe line search.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import torch
 
 from labkit import _checks as checks
 from labkit.optim.base import Optimizer
+from labkit.optim.line_search import strong_wolfe
 
 
 def lbfgs_direction(
@@ -177,8 +178,6 @@ class LBFGS(Optimizer):
             if gtd > -tol_change:
                 break
             if group["line_search_fn"] == "strong_wolfe":
-                from torch.optim.lbfgs import _strong_wolfe
-
                 x0 = [p.clone(memory_format=torch.contiguous_format) for p in self._params]
 
                 def directional(x, step, direction):
@@ -189,8 +188,8 @@ class LBFGS(Optimizer):
                         p.copy_(p0)
                     return value, flat
 
-                loss, g, t, ls_evals = _strong_wolfe(directional, x0, t, d, loss, g, gtd,
-                                                     max_ls=group["max_eval"] - evals)
+                loss, g, t, ls_evals = strong_wolfe(directional, x0, t, d, loss, g, gtd,
+                                                    max_ls=group["max_eval"] - evals)
                 self._add(t, d)
             else:  # fixed step; re-evaluate except after the last iteration
                 self._add(t, d)
