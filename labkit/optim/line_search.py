@@ -30,7 +30,7 @@ from collections.abc import Callable
 
 import torch
 
-#: ``phi(x, t, d) -> (f(x + t d), gradient there)``: the objective along the line.
+#: The objective along the line, ``phi(x, t, d) -> (f(x + t d), gradient there)``.
 LineFunction = Callable[[list[torch.Tensor], float, torch.Tensor], tuple[float, torch.Tensor]]
 
 
