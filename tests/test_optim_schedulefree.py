@@ -64,7 +64,7 @@ def test_train_eval_switch_matches_reference(kind):
         opt = cls([dict(params=params[:2], lr=0.05), dict(params=params[2:], lr=0.02,
                                                           warmup_steps=5)])
         snapshots = []
-        for phase in range(2):
+        for _phase in range(2):
             opt.train()
             for _ in range(20):
                 opt.zero_grad()
