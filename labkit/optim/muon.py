@@ -172,7 +172,7 @@ class Muon(Optimizer):
                   ns_steps=group["ns_steps"], adjust_lr_fn=group["adjust_lr_fn"])
 
 
-def muon_param_groups(model: nn.Module, exclude: Iterable[str] = ("embed", "head", "out")
+def muon_param_groups(model: nn.Module, exclude: Iterable[str] = ("embed", "head")
                       ) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
     """The usual split (chapter 8): the hidden weight matrices for :class:`Muon`, everything
     else (vectors, and matrices whose name contains one of ``exclude``: embeddings, the output
