@@ -84,7 +84,8 @@ def newton_schulz(G: torch.Tensor, steps: int = 5,
 
 
 def adjusted_lr(lr: float, adjust_lr_fn: str | None, shape: torch.Size) -> float:
-    r"""The learning rate times the shape factor :math:`s(A, B)` of the module docstring."""
+    r"""The learning rate times the shape factor :math:`s(A, B)` of the module docstring
+    (chapter 8)."""
     A, B = shape[:2]
     if adjust_lr_fn is None or adjust_lr_fn == "original":
         ratio = math.sqrt(max(1, A / B))
