@@ -34,7 +34,7 @@ in place with one ``lerp`` and one ``add``, as the package does, so the two agre
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 
@@ -108,15 +108,18 @@ def adamw_schedulefree_step(ys: list[torch.Tensor], grads: list[torch.Tensor],
         z.sub_(g, alpha=lr)
 
 
-class _ScheduleFree(Optimizer):
-    """The ``train()``/``eval()`` switch and the schedule counters of both classes."""
+class ScheduleFree(Optimizer):
+    """The base of :class:`SGDScheduleFree` and :class:`AdamWScheduleFree` (chapter 8): the
+    ``train()``/``eval()`` switch between :math:`y` and :math:`x`, and the check that a step is
+    taken in train mode."""
 
     def _beta(self, group: dict) -> float:
         raise NotImplementedError
 
     @torch.no_grad()
     def eval(self) -> None:
-        """Put :math:`x` (the average, the point to evaluate and save) into the parameters."""
+        """Put :math:`x` (the average, the point to evaluate and save) into the parameters
+        (chapter 8)."""
         for group in self.param_groups:
             if group["train_mode"]:
                 for p in group["params"]:
@@ -127,7 +130,7 @@ class _ScheduleFree(Optimizer):
 
     @torch.no_grad()
     def train(self) -> None:
-        """Put :math:`y` (where gradients are taken) into the parameters."""
+        """Put :math:`y` (where gradients are taken) into the parameters (chapter 8)."""
         for group in self.param_groups:
             if not group["train_mode"]:
                 for p in group["params"]:
@@ -142,7 +145,9 @@ class _ScheduleFree(Optimizer):
         checks.finite("r", group["r"])
         checks.finite("weight_lr_power", group["weight_lr_power"])
 
-    def step(self, closure=None):
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
+        """One step of every group (chapter 8); a ``RuntimeError`` in eval mode, as the package
+        raises."""
         if not self.param_groups[0]["train_mode"]:
             raise RuntimeError("the optimizer is in eval mode: call optimizer.train() before "
                                "training steps (and optimizer.eval() before evaluating)")
@@ -156,12 +161,12 @@ def _schedule_keys(lr: float, warmup_steps: int, r: float, weight_lr_power: floa
                 weight_decay=weight_decay, foreach=False)
 
 
-class SGDScheduleFree(_ScheduleFree):
+class SGDScheduleFree(ScheduleFree):
     """``schedulefree.SGDScheduleFree`` rebuilt on :func:`sgd_schedulefree_step` (chapter 8).
 
     Each parameter's state is ``z``; the param groups carry the same schedule keys (``k``,
     ``train_mode``, ``weight_sum``, ``lr_max``, ``scheduled_lr``), so the ``state_dict`` objects
-    load across. Call :meth:`train` before the first step.
+    load across. Call ``train()`` before the first step.
     """
 
     def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict], lr: float = 1.0,
@@ -188,12 +193,12 @@ class SGDScheduleFree(_ScheduleFree):
         group["k"] += 1
 
 
-class AdamWScheduleFree(_ScheduleFree):
+class AdamWScheduleFree(ScheduleFree):
     """``schedulefree.AdamWScheduleFree`` rebuilt on :func:`adamw_schedulefree_step`
     (chapter 8).
 
     Each parameter's state is ``z`` and ``exp_avg_sq``, with the same group keys as the
-    package's, so the ``state_dict`` objects load across. Call :meth:`train` before the first
+    package's, so the ``state_dict`` objects load across. Call ``train()`` before the first
     step. Unlike the package, which checks nothing, bad hyper-parameters raise a ``ValueError``.
     """
 
