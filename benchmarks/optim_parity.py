@@ -5,7 +5,9 @@ Usage: ``.venv/bin/python benchmarks/optim_parity.py [--steps 50] [--repeats 300
 1. **Parity table.** For every optimizer and every combination of its options: 50 steps on a
    random non-quadratic problem (parameters of shapes (5,), (3, 4), (2, 3, 2) and (), in two
    param groups with different options), in float64 and float32, from labkit and from
-   ``torch.optim`` (its for-loop implementation, ``foreach=False``). The figure is the largest
+   ``torch.optim`` (its for-loop implementation, ``foreach=False``); Lion against
+   ``lion_pytorch.Lion``, the Schedule-Free pair against the ``schedulefree`` package (chapter 8),
+   Muon on matrices only ((5, 3), (3, 4), (6, 2), (2, 2)). The figure is the largest
    relative difference of the final parameters, max_k ||a_k - b_k||_inf / ||b_k||_inf. The last
    columns rerun labkit with a ``state_dict`` round trip after 23 steps, and with its
    multi-tensor (``foreach``) path.
@@ -21,11 +23,16 @@ import argparse
 import statistics
 import time
 
+import lion_pytorch
+import schedulefree
 import torch
 
 from labkit import optim
 from labkit.models import MLP
-from labkit.testing import option_grid, parity
+from labkit.testing import make_problem, max_relative_difference, option_grid, run_optimizer
+
+#: Muon takes matrices only: its rows run on these shapes (tall, wide, tall, square).
+MUON_SHAPES = ((5, 3), (3, 4), (6, 2), (2, 2))
 
 
 def sgd_rows():
@@ -96,11 +103,81 @@ def lbfgs_rows():
                lambda g, o=opts: torch.optim.LBFGS(g[0]["params"], **o))
 
 
+def lion_rows():
+    combos = option_grid(dict(betas=[(0.9, 0.99), (0.95, 0.98), (0.0, 1.0)],
+                              weight_decay=[0.0, 0.1, 1.5], decoupled=[False, True]))
+    for i, c in enumerate(combos):
+        other = combos[(i + 5) % len(combos)]
+        groups = [dict(lr=0.01, betas=c["betas"], weight_decay=c["weight_decay"]),
+                  dict(lr=0.003, betas=other["betas"], weight_decay=other["weight_decay"])]
+        yield ("Lion vs lion_pytorch", c, groups,
+               lambda g, fe=False, d=c["decoupled"]: optim.Lion(g, lr=0.01,
+                                                                decoupled_weight_decay=d),
+               lambda g, d=c["decoupled"]: lion_pytorch.Lion(g, lr=0.01,
+                                                             decoupled_weight_decay=d))
+
+
+def adafactor_rows():
+    combos = option_grid(dict(beta2_decay=[-0.8, -0.5, 0.0], eps=[(None, 1e-3), (1e-12, 0.05)],
+                              d=[1.0, 2.0], weight_decay=[0.0, 0.1], maximize=[False, True]))
+    for i, c in enumerate(combos):
+        groups = [dict(c, lr=0.01), dict(combos[(i + 7) % len(combos)], lr=0.3)]
+        yield ("Adafactor", c, groups, lambda g, fe=False: optim.Adafactor(g),
+               lambda g: torch.optim.Adafactor(g, foreach=False))
+
+
+def muon_rows():
+    combos = option_grid(dict(nesterov=[True, False], momentum=[0.95, 0.0],
+                              weight_decay=[0.0, 0.1],
+                              adjust_lr_fn=[None, "match_rms_adamw", "spectral_unclamped"],
+                              ns_steps=[5, 2]))
+    for i, c in enumerate(combos):
+        groups = [dict(c, lr=0.02), dict(combos[(i + 11) % len(combos)], lr=0.005, eps=1e-3)]
+        yield ("Muon", c, groups, lambda g, fe=False: optim.Muon(g),
+               lambda g: torch.optim.Muon(g))
+
+
+def training(make):
+    """A Schedule-Free builder that switches the optimizer to train mode."""
+    def build(groups):
+        opt = make(groups)
+        opt.train()
+        return opt
+    return build
+
+
+def schedulefree_rows():
+    sgd = option_grid(dict(momentum=[0.9, 0.5], weight_decay=[0.0, 0.1], warmup_steps=[0, 10],
+                           r=[0.0, 1.0]))
+    for i, c in enumerate(sgd):
+        groups = [dict(c, lr=0.05), dict(sgd[(i + 5) % len(sgd)], lr=0.2, weight_lr_power=0.0)]
+        yield ("SGDScheduleFree", c, groups,
+               lambda g, fe=False: training(optim.SGDScheduleFree)(g),
+               training(lambda g: schedulefree.SGDScheduleFree(g, foreach=False)))
+    adamw = option_grid(dict(betas=[(0.9, 0.999), (0.5, 0.9)], weight_decay=[0.0, 0.1],
+                             warmup_steps=[0, 10], r=[0.0, 1.0]))
+    for i, c in enumerate(adamw):
+        groups = [dict(c, lr=0.01), dict(adamw[(i + 5) % len(adamw)], lr=0.05, eps=1e-3)]
+        yield ("AdamWScheduleFree", c, groups,
+               lambda g, fe=False: training(optim.AdamWScheduleFree)(g),
+               training(lambda g: schedulefree.AdamWScheduleFree(g, foreach=False)))
+
+
+def parity(make_ours, make_ref, groups, dtype=torch.float64, steps=50, roundtrip_at=None,
+           closure=False, shapes=None) -> float:
+    """labkit.testing.parity on the problem of ``shapes`` (its default shapes if None)."""
+    init, loss = make_problem(shapes, dtype=dtype) if shapes else make_problem(dtype=dtype)
+    ours = run_optimizer(make_ours, init, loss, groups, steps, roundtrip_at, closure=closure)
+    ref = run_optimizer(make_ref, init, loss, groups, steps, None, closure=closure)
+    return max_relative_difference(ours, ref)
+
+
 def fmt_options(opts: dict) -> str:
     short = {"momentum": "mom", "dampening": "damp", "weight_decay": "wd", "nesterov": "nest",
              "maximize": "max", "amsgrad": "ams", "decoupled_weight_decay": "decoupled",
              "history_size": "hist", "line_search_fn": "ls", "lr_decay": "lr_decay",
-             "centered": "centred"}
+             "centered": "centred", "decoupled": "decoupled", "beta2_decay": "c",
+             "warmup_steps": "warmup", "adjust_lr_fn": "adjust"}
     parts = []
     for k, v in opts.items():
         if v is False or v == 0.0 and k not in ("lr", "beta", "alpha"):
@@ -114,13 +191,16 @@ def parity_table(steps: int) -> dict[str, float]:
           f"{'rt f64':>9} {'foreach':>9}")
     worst = {"float64": 0.0, "float32": 0.0, "round trip": 0.0, "foreach": 0.0}
     rows = [*sgd_rows(), *heavy_ball_rows(), *adam_rows(), *adagrad_rows(), *rmsprop_rows(),
-            *lbfgs_rows()]
+            *lbfgs_rows(), *lion_rows(), *adafactor_rows(), *muon_rows(), *schedulefree_rows()]
     for name, opts, groups, make_ours, make_torch in rows:
         closure = name == "LBFGS"
-        d64 = parity(make_ours, make_torch, groups, torch.float64, steps, closure=closure)
-        d32 = parity(make_ours, make_torch, groups, torch.float32, steps, closure=closure)
+        shapes = MUON_SHAPES if name == "Muon" else None
+        d64 = parity(make_ours, make_torch, groups, torch.float64, steps, closure=closure,
+                     shapes=shapes)
+        d32 = parity(make_ours, make_torch, groups, torch.float32, steps, closure=closure,
+                     shapes=shapes)
         rt = parity(make_ours, make_torch, groups, torch.float64, steps, roundtrip_at=23,
-                    closure=closure)
+                    closure=closure, shapes=shapes)
         has_foreach = name in ("SGD", "Adam", "AdamW")
         fe = parity(lambda g, m=make_ours: m(g, True), make_torch, groups, torch.float64,
                     steps) if has_foreach else float("nan")

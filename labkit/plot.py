@@ -119,3 +119,46 @@ def plot_contours(
     if trajectories:
         ax.legend(fontsize=8)
     return ax
+
+
+def plot_comparison(comparison, ax: plt.Axes | None = None, logy: bool = False) -> plt.Axes:
+    """The standard figure of a fair comparison (:func:`labkit.compare.compare`; chapters 6
+    and 7, the labs): each method's
+    final metric against its learning rate (log axis), the mean over tuning seeds as a line with a
+    band from the smallest to the largest seed's value, and the chosen rate's mean ± std on the
+    fresh seeds as an error bar. A diverged run is left out of its band; a rate whose every run
+    diverged is marked with a cross at the top of the axes."""
+    import matplotlib.transforms as mtransforms
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 4))
+    top = mtransforms.blended_transform_factory(ax.transData, ax.transAxes)
+    for result in comparison.results:
+        t = result.tuning
+        lrs = np.asarray(t.lrs, dtype=float)
+        values = np.where(np.isfinite(t.values), t.values, np.nan)
+        diverged = np.isnan(values).all(axis=1)
+        with np.errstate(all="ignore"):
+            mean = np.nanmean(np.where(diverged[:, None], 0.0, values), axis=1)
+        mean[diverged] = np.nan
+        (line,) = ax.plot(lrs, mean, "o-", ms=4, lw=1.3, label=result.name)
+        if values.shape[1] > 1:
+            lo = np.where(diverged, np.nan, np.nanmin(np.where(diverged[:, None], 0.0, values), 1))
+            hi = np.where(diverged, np.nan, np.nanmax(np.where(diverged[:, None], 0.0, values), 1))
+            ax.fill_between(lrs, lo, hi, color=line.get_color(), alpha=0.2, lw=0)
+        if diverged.any():
+            ax.plot(lrs[diverged], np.full(diverged.sum(), 0.97), "x", color=line.get_color(),
+                    transform=top, ms=7, mew=2, clip_on=False)
+        ax.errorbar([t.best_lr], [result.mean], yerr=[result.std], fmt="s", ms=7, capsize=4,
+                    color=line.get_color(), mfc="white", mew=1.5)
+    ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel("learning rate")
+    better = "lower" if comparison.minimize else "higher"
+    ax.set_ylabel(f"final {comparison.metric} ({better} is better)")
+    ax.set_title(f"budget: {comparison.budget}; band: tuning seeds, square: fresh seeds ± std",
+                 fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    return ax

@@ -112,3 +112,67 @@ def predicted_minibatch_variance(
     if not replacement:
         value *= (n - batch_size) / (n - 1) if n > 1 else 0.0  # b = n = 1: no noise
     return value
+
+
+def sgd_second_moment_operator(
+    features: torch.Tensor, batch_size: int, lr: float, replacement: bool = False
+) -> torch.Tensor:
+    r"""The linear map that one step of mini-batch SGD applies to the error's second moment
+    on least squares (chapter 4).
+
+    For :math:`\hat R_N(w) = \frac1N\sum_i (x_i^\top w - y_i)^2` each example's Hessian is
+    :math:`h_i = 2x_ix_i^\top` (append a column of ones to ``features`` for a bias). The error
+    :math:`e_t = w_t - w^\star` follows :math:`e_{t+1} = (I - \alpha H_B)e_t - \alpha\xi_B` with
+    :math:`H_B = \frac1b\sum_{i\in B}h_i` and :math:`\xi_B` the batch's gradient at
+    :math:`w^\star`, so its second moment :math:`S_t = \mathbb E[e_te_t^\top]` obeys
+    :math:`S_{t+1} = \mathbb E[(I - \alpha H_B)S_t(I - \alpha H_B)] + \alpha^2\,\text{noise}`,
+
+    .. math:: \operatorname{vec} S_{t+1} = \big(I - \alpha(I\otimes H + H\otimes I)
+              + \alpha^2\,\mathbb E[H_B\otimes H_B]\big)\operatorname{vec} S_t + \dots,
+              \qquad \mathbb E[H_B\otimes H_B] = H\otimes H + c_b\,\big(M - H\otimes H\big),
+
+    with :math:`M = \frac1N\sum_i h_i\otimes h_i`, :math:`c_b = 1/b` for a batch drawn with
+    replacement and :math:`c_b = \frac{N-b}{b(N-1)}` for a uniform random subset of :math:`b`
+    distinct examples (each batch drawn independently). Returns that ``(d^2, d^2)`` matrix.
+    """
+    A = checks.floating("features", features).double()
+    checks.matrix(A)
+    n, d = A.shape
+    checks.batch_size(n, batch_size)
+    H = 2 * A.T @ A / n
+    outer = torch.einsum("ni,nj->nij", A, A) * 2                    # h_i, (n, d, d)
+    M = torch.einsum("nij,nkl->ikjl", outer, outer).reshape(d * d, d * d) / n
+    HH = torch.kron(H, H)
+    c = 1 / batch_size if replacement else (n - batch_size) / (batch_size * (n - 1))
+    eye = torch.eye(d, dtype=A.dtype)
+    return (torch.eye(d * d, dtype=A.dtype) - lr * (torch.kron(eye, H) + torch.kron(H, eye))
+            + lr**2 * (HH + c * (M - HH)))
+
+
+def sgd_stability_limit(
+    features: torch.Tensor, batch_size: int, replacement: bool = False, tol: float = 1e-6
+) -> float:
+    r"""The largest learning rate at which mini-batch SGD's error second moment stays bounded on
+    least squares, :math:`\sup\{\alpha: \rho(T_\alpha) < 1\}` for the map :math:`T_\alpha` of
+    :func:`sgd_second_moment_operator` (chapter 4).
+
+    It is at most full-batch gradient descent's :math:`2/L` and equals it for ``batch_size = N``
+    without replacement; with small batches it is much smaller, because the batch Hessian's
+    fluctuations add :math:`\alpha^2 c_b (M - H\otimes H)` to the map. Found by bisection on
+    :math:`(0, 2/L]` (the spectral radius grows with :math:`\alpha` past its minimum).
+    """
+    A = checks.floating("features", features).double()
+    checks.matrix(A)
+    L = float(torch.linalg.eigvalsh(2 * A.T @ A / len(A)).max())
+
+    def stable(lr: float) -> bool:
+        T = sgd_second_moment_operator(A, batch_size, lr, replacement)
+        return float(torch.linalg.eigvals(T).abs().max()) < 1
+
+    lo, hi = 0.0, 2 / L
+    if stable(hi * (1 - 1e-9)):
+        return hi
+    while hi - lo > tol * hi:
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if stable(mid) else (lo, mid)
+    return lo

@@ -16,6 +16,8 @@ def test_parity_script_runs(capsys):
         torch.set_num_threads(threads)
     out = capsys.readouterr().out
     assert "LBFGS" in out and "Adam" in out and "labkit / torch for-loop" in out
+    assert all(name in out for name in ("Lion", "Adafactor", "Muon", "SGDScheduleFree",
+                                        "AdamWScheduleFree"))
     assert worst["float64"] <= 1e-12 and worst["round trip"] <= 1e-12
     assert worst["float32"] <= 1e-5
     assert set(ratios) == {"SGD(momentum=0.9)", "Adam"}

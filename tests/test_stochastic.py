@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -89,3 +91,26 @@ def test_bad_arguments(problem):
         minibatch_gradient_variance(grad, len(X), 4, draws=0)
     with pytest.raises(ValueError, match="sigma2"):
         predicted_minibatch_variance(-1.0, 10, 2)
+
+
+def test_sgd_stability_limit_in_one_dimension_is_m2_over_m4():
+    """With one feature and b = 1 the map is 1 - 2 alpha H + alpha^2 M, H = 2 E[x^2],
+    M = 4 E[x^4]: the second moment is stable below alpha = H / (M / 2) = E[x^2] / E[x^4]."""
+    from labkit.stochastic import sgd_stability_limit
+
+    x = torch.tensor([[0.5], [1.0], [2.0], [-1.5]], dtype=torch.float64)
+    m2, m4 = x.pow(2).mean().item(), x.pow(4).mean().item()
+    assert math.isclose(sgd_stability_limit(x, 1, replacement=True), m2 / m4, rel_tol=1e-5)
+
+
+def test_sgd_stability_limit_grows_to_gradient_descents_two_over_l():
+    from labkit.stochastic import sgd_stability_limit
+
+    A = torch.randn(40, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    two_over_l = 2 / torch.linalg.eigvalsh(2 * A.T @ A / 40).max().item()
+    limits = [sgd_stability_limit(A, b) for b in (1, 4, 16, 40)]
+    assert all(a < b for a, b in zip(limits, limits[1:]))
+    assert limits[0] < 0.6 * two_over_l
+    assert math.isclose(limits[-1], two_over_l, rel_tol=1e-6), "b = N is full-batch GD"
+    with pytest.raises(ValueError, match="batch_size"):
+        sgd_stability_limit(A, 41)
