@@ -79,3 +79,16 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.section("time per notebook")
         for name, seconds in sorted(NOTEBOOK_TIMES.items(), key=lambda kv: -kv[1]):
             terminalreporter.write_line(f"{seconds:7.1f} s  {name}")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a test module of small matrices: two threads on a busy 2-core CPU
+    can be 10-40x slower than one (each parallel region waits for a descheduled thread).
+    Restored afterwards. Use it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -35,15 +35,7 @@ from labkit.sweep import StackedMLP, SweepConfig, sweep_mlp
 from labkit.train import fit
 from labkit.train import test_loop as script_test_loop  # not named test_*: pytest collects those
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One thread: these matrices are small, and two threads on a busy 2-core CPU can be 10-40x
-    slower than one (each parallel region waits for a descheduled thread). Restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -19,13 +19,7 @@ from labkit.graphs import CapturedEpoch
 from labkit.sweep import StackedMLP, StackedSGD, SweepConfig, stacked_cross_entropy, sweep_mlp
 from labkit.train import History
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
