@@ -8,6 +8,7 @@ It only delegates: each command is the ``main(argv)`` of the module that does th
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 COMMANDS = {
@@ -41,5 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     return int(module.main(rest) or 0)
 
 
+def run(argv: list[str] | None = None) -> int:
+    """:func:`main`, where a reader that closed the pipe early (``... | head``) is no error."""
+    try:
+        return main(argv)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second BrokenPipeError at interpreter exit
+        return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

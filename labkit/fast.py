@@ -119,6 +119,7 @@ def train_tensors(
     label: str = "",
     max_loss: float = math.inf,
     scheduler=None,
+    shuffle: bool = True,
 ) -> History:
     """:func:`labkit.train.fit` on preloaded tensors: ``epochs`` epochs, each with a test pass
     (the labs' Demo & Results trains every run with it).
@@ -127,7 +128,8 @@ def train_tensors(
     (see :func:`labkit.data.preload`). Each epoch draws ``torch.randperm(len(X),
     generator=generator)``; the test set is evaluated in batches of ``batch_size``, like the
     script's test ``DataLoader``. Stops at the first NaN or infinite loss, or the first above
-    ``max_loss``, and marks the history ``diverged``. ``scheduler`` (e.g. a
+    ``max_loss``, and marks the history ``diverged``. ``shuffle=False`` takes the training images
+    in their stored order every epoch (the lecture's script). ``scheduler`` (e.g. a
     ``torch.optim.lr_scheduler``) is stepped after every optimizer step. Returns the
     :class:`labkit.train.History`.
     """
@@ -138,8 +140,8 @@ def train_tensors(
     autocast = autocast_context(X.device, precision)
 
     def train_one() -> None:
-        train_epoch(epoch_batches(X, y, batch_size, generator), model, loss_fn, optimizer,
-                    [history], len(X), print_every, check_every, autocast, scheduler)
+        train_epoch(epoch_batches(X, y, batch_size, generator, shuffle), model, loss_fn,
+                    optimizer, [history], len(X), print_every, check_every, autocast, scheduler)
 
     train_epochs(
         epochs, train_one, [history],

@@ -49,3 +49,15 @@ def test_every_command_has_its_own_help(command: str):
     result = coursetools(command, "--help")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"usage: python -m coursetools {command}"), result.stdout
+
+
+def test_a_closed_pipe_is_not_an_error():
+    """``python -m coursetools ... | head``: when head closes the pipe early, the command ends
+    quietly with status 0 (the command raises BrokenPipeError here on purpose, as a write into a
+    closed pipe would)."""
+    code = ("import sys, coursetools.__main__ as cli\n"
+            "def closed(argv=None):\n    raise BrokenPipeError(32, 'Broken pipe')\n"
+            "cli.main = closed\nsys.exit(cli.run([]))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and result.stderr == "", result.stderr

@@ -345,3 +345,24 @@ def test_a_scheduler_steps_after_every_optimizer_step(digits):
         weights[how] = [p.detach().clone() for p in model.parameters()]
     assert all(torch.equal(a, b) for a, b in zip(weights["driver"], weights["by hand"]))
     assert not all(torch.equal(a, b) for a, b in zip(weights["driver"], weights["constant"]))
+
+
+def test_train_tensors_without_shuffling_is_the_lectures_loop(digits):
+    """shuffle=False: every epoch in the stored order, as DataLoader(shuffle=False) feeds the
+    lecture's script; the same weights as that loop, and not those of a shuffled run."""
+    X, y, _, _ = digits
+    runs = {}
+    for how in ("tensors", "dataloader", "shuffled"):
+        torch.manual_seed(0)
+        model = MLP()
+        opt = _optimizer("SGD", model.parameters(), 0.05, 0.9)
+        if how == "dataloader":
+            fit(model, DataLoader(TensorDataset(X, y), batch_size=64, shuffle=False), None,
+                F.cross_entropy, opt, epochs=2, print_every=None)
+        else:
+            train_tensors(model, X, y, F.cross_entropy, opt, epochs=2, batch_size=64,
+                          generator=torch.Generator().manual_seed(1), print_every=None,
+                          shuffle=how == "shuffled")
+        runs[how] = [p.detach().clone() for p in model.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(runs["tensors"], runs["dataloader"]))
+    assert not all(torch.equal(a, b) for a, b in zip(runs["tensors"], runs["shuffled"]))
