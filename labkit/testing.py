@@ -121,6 +121,15 @@ def max_relative_difference(ours: Sequence[torch.Tensor], ref: Sequence[torch.Te
     return worst
 
 
+def assert_same_parameters(ours: Sequence[torch.Tensor], ref: Sequence[torch.Tensor]) -> None:
+    """Fail unless every tensor of ``ours`` equals its counterpart in ``ref`` bit for bit; the
+    message gives the largest difference (the parity tests of chapters 4-8)."""
+    worst = max(((a - b).abs().max().item() if a.numel() else 0.0
+                 for a, b in zip(ours, ref, strict=True)), default=0.0)
+    assert all(torch.equal(a, b) for a, b in zip(ours, ref, strict=True)), (
+        f"max difference {worst:.3g}")
+
+
 def parity(
     make_ours: Callable[[list[dict]], torch.optim.Optimizer],
     make_torch: Callable[[list[dict]], torch.optim.Optimizer],

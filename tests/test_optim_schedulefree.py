@@ -8,7 +8,7 @@ import schedulefree
 import torch
 
 from labkit.optim import AdamWScheduleFree, SGDScheduleFree
-from labkit.testing import make_problem, option_grid, run_optimizer
+from labkit.testing import assert_same_parameters, make_problem, option_grid, run_optimizer
 
 SGD_COMBOS = option_grid(dict(momentum=[0.9, 0.5], weight_decay=[0.0, 0.1], warmup_steps=[0, 10],
                               r=[0.0, 1.0], weight_lr_power=[2.0, 0.0]))
@@ -37,11 +37,6 @@ def groups_for(kind: str, i: int) -> list[dict]:
     return [dict(combos[i], lr=lr1), dict(combos[(i + 5) % len(combos)], lr=lr2)]
 
 
-def assert_equal(ours, ref):
-    worst = max((a - b).abs().max().item() for a, b in zip(ours, ref))
-    assert all(torch.equal(a, b) for a, b in zip(ours, ref)), f"max difference {worst:.3g}"
-
-
 @pytest.mark.parametrize("foreach", [False, True], ids=["ref-for-loop", "ref-foreach"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("kind, i", CASES, ids=[f"{k}-{i}" for k, i in CASES])
@@ -49,7 +44,7 @@ def test_schedulefree_matches_reference(kind, i, dtype, foreach):
     ours, ref = KINDS[kind][:2]
     init, loss = make_problem(dtype=dtype)
     groups = groups_for(kind, i)
-    assert_equal(run_optimizer(training(ours), init, loss, groups),
+    assert_same_parameters(run_optimizer(training(ours), init, loss, groups),
                  run_optimizer(training(ref, foreach=foreach), init, loss, groups))
 
 
@@ -75,7 +70,7 @@ def test_train_eval_switch_matches_reference(kind):
             snapshots.append([p.detach().clone() for p in params])
         runs.append(snapshots)
     for ours, ref in zip(*runs):
-        assert_equal(ours, ref)
+        assert_same_parameters(ours, ref)
     y, x = runs[0][2], runs[0][3]
     assert max((a - b).abs().max().item() for a, b in zip(x, y)) > 1e-3
 
@@ -85,7 +80,7 @@ def test_schedulefree_state_dict_round_trip(kind):
     ours, ref = KINDS[kind][:2]
     init, loss = make_problem()
     groups = groups_for(kind, 3)
-    assert_equal(run_optimizer(training(ours), init, loss, groups, roundtrip_at=19),
+    assert_same_parameters(run_optimizer(training(ours), init, loss, groups, roundtrip_at=19),
                  run_optimizer(training(ref), init, loss, groups))
 
 
@@ -98,7 +93,7 @@ def test_schedulefree_state_dicts_load_across(kind, direction):
     groups = groups_for(kind, 6)
     handed = run_optimizer(training(first), init, loss, groups, 20, roundtrip_at=10,
                            resume_with=training(second), closure=True)
-    assert_equal(handed, run_optimizer(training(ref), init, loss, groups, 20))
+    assert_same_parameters(handed, run_optimizer(training(ref), init, loss, groups, 20))
 
 
 @pytest.mark.parametrize("kind", KINDS)
