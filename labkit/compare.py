@@ -162,7 +162,8 @@ def log_grid(low: float, high: float, num: int) -> list[float]:
 
 def check_log_grid(lrs: Sequence[float], name: str = "lrs") -> list[float]:
     """``lrs`` as a list (chapters 6 and 7, the labs): at least two positive, increasing values with
-    one constant ratio (a log-spaced grid, so that widening it by one step keeps it log-spaced)."""
+    one constant ratio, up to 1% (a log-spaced grid, so that widening it by one step keeps it
+    log-spaced; rounded values such as 0.1, 0.316, 1, 3.16 pass)."""
     try:
         values = [float(v) for v in lrs]
     except (TypeError, ValueError):
@@ -174,7 +175,7 @@ def check_log_grid(lrs: Sequence[float], name: str = "lrs") -> list[float]:
     ratios = [b / a for a, b in zip(values, values[1:])]
     if min(ratios) <= 1:
         raise ValueError(f"{name} must be strictly increasing; got {values}")
-    if max(ratios) / min(ratios) > 1 + 1e-6:
+    if max(ratios) / min(ratios) > 1.01:  # rounded values such as 0.1, 0.316, 1 are fine
         raise ValueError(f"{name} must be log-spaced (one constant ratio, e.g. "
                          f"labkit.compare.log_grid(1e-3, 1, 7)); got ratios "
                          f"{[round(r, 4) for r in ratios]}")

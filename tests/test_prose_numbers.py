@@ -132,13 +132,13 @@ def notebook_texts(nb_path: Path) -> tuple[str, list[float], set[float], list[fl
             code = re.sub(r"(?<=\d)_(?=\d)", "", source)  # 4_000
             parameters.update(_value(m.group(0)) for m in OUT_NUMBER.finditer(code))
         for out in cell.get("outputs", []):
-            glued = "application/papermill.record/text/plain" in out.get("data", {})
+            glued = "scrapbook" in out.get("metadata", {})  # myst_nb.glue("name", value)
             into = outputs if "nbval-check-output" in tags or glued else unchecked
             pieces = [out.get("text", "")]
             data = out.get("data", {})
             pieces.append(data.get("text/plain", ""))
             pieces.append(data.get("text/markdown", ""))
-            pieces.append(data.get("application/papermill.record/text/plain", ""))
+            pieces.append(data.get("application/papermill.record/text/plain", ""))  # glue's
             for piece in pieces:
                 piece = "".join(piece) if isinstance(piece, list) else piece
                 into.extend(_value(m.group(0)) for m in OUT_NUMBER.finditer(piece))
@@ -231,3 +231,20 @@ def test_the_checker_finds_an_orphan_and_accepts_a_rounded_output():
     assert all(_matches(t, outputs) for t in prose_numbers(prose))
     assert not _matches("0.069", outputs)
     assert not _matches("3e-11", [2e-11]) and _matches("3e-11", [2.6e-11])
+
+
+def test_a_glued_value_counts_as_checked(tmp_path):
+    """A value stored by ``myst_nb.glue`` (hidden output, prefixed mime type) is found."""
+    nb = {"cells": [
+        {"cell_type": "markdown", "metadata": {}, "source": ["The floor is 0.0144."]},
+        {"cell_type": "code", "metadata": {}, "source": ["glue('floor', 0.01436)"], "outputs": [
+            {"output_type": "display_data", "metadata": {"scrapbook": {"name": "floor"}},
+             "data": {"application/papermill.record/text/plain": "0.01436"}}]},
+        {"cell_type": "code", "metadata": {}, "source": ["print(0.0143)"], "outputs": [
+            {"output_type": "stream", "name": "stdout", "text": ["unchecked 0.0999\n"]}]}]}
+    path = tmp_path / "n.ipynb"
+    path.write_text(json.dumps(nb))
+    markdown, checked, _, unchecked = notebook_texts(path)
+    assert checked == [0.01436] and unchecked == [0.0999]
+    assert _matches("0.0144", checked) and not _matches("0.0143", checked)
+    assert not _matches("0.0999", checked)
