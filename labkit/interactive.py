@@ -197,9 +197,10 @@ def _axis_range(lo_hi: tuple[float, float], log: bool) -> list[float]:
     return [float(lo), float(hi)]
 
 
-def _trace_json(t: Trace) -> dict[str, Any]:
+def _trace_json(t: Trace, digits: int = DIGITS) -> dict[str, Any]:
     mode = "+".join(m for m, on in (("lines", t.lines), ("markers", t.markers)) if on)
-    out: dict[str, Any] = {"type": "scatter", "x": compact(t.x), "y": compact(t.y),
+    out: dict[str, Any] = {"type": "scatter", "x": compact(t.x, digits),
+                           "y": compact(t.y, digits),
                            "mode": mode, "name": t.name, "showlegend": bool(t.legend and t.name)}
     if t.panel:
         out["xaxis"], out["yaxis"] = f"x{t.panel + 1}", f"y{t.panel + 1}"
@@ -351,7 +352,7 @@ class SliderFigure:
 def slider_figure(sliders: Sequence[Slider], frame: Callable[..., Frame | Sequence[Trace]], *,
                   panels: Sequence[Panel] = (Panel(),), title: str = "",
                   static: Sequence[Trace] = (), height: int = 430,
-                  alt: str | None = None) -> SliderFigure:
+                  alt: str | None = None, digits: int = DIGITS) -> SliderFigure:
     """An interactive figure: ``frame(*values)`` for every combination of the sliders' values.
 
     Args:
@@ -363,6 +364,7 @@ def slider_figure(sliders: Sequence[Slider], frame: Callable[..., Frame | Sequen
         static: traces drawn in every frame (level sets, a reference line).
         height: of the interactive figure, in pixels.
         alt: the still's text for screen readers (default: the title and the defaults).
+        digits: significant digits of the numbers shipped (fewer make a lighter page).
 
     Returns:
         A :class:`SliderFigure`; displayed in a notebook it is the still image, and on the
@@ -373,9 +375,12 @@ def slider_figure(sliders: Sequence[Slider], frame: Callable[..., Frame | Sequen
         raise ValueError("slider_figure: pass at least one Slider")
     if not panels:
         raise ValueError("slider_figure: pass at least one Panel")
+    if not 1 <= digits <= 17:
+        raise ValueError(f"slider_figure: digits={digits}; pass 1 to 17 significant digits")
     for s in sliders:
         if not isinstance(s, Slider):
-            raise TypeError(f"slider_figure: sliders must be Slider objects, got {type(s).__name__}")
+            raise TypeError("slider_figure: sliders must be Slider objects, got "
+                            f"{type(s).__name__}")
     frames = []
     default = None
     default_key = tuple(s.default_index for s in sliders)
@@ -392,13 +397,13 @@ def slider_figure(sliders: Sequence[Slider], frame: Callable[..., Frame | Sequen
                                  f"there are {len(panels)} panels")
         if key == default_key:
             default = f
-        frames.append({"traces": [_trace_json(t) for t in f.traces], "readout": f.readout,
+        frames.append({"traces": [_trace_json(t, digits) for t in f.traces], "readout": f.readout,
                        "ranges": _frame_ranges(f, panels)})
     assert default is not None
     spec = {"sizes": [len(s.values) for s in sliders],
             "labels": [[s.text(i) for i in range(len(s.values))] for s in sliders],
             "layout": _layout(panels, title, height),
-            "static": [_trace_json(t) for t in static], "frames": frames}
+            "static": [_trace_json(t, digits) for t in static], "frames": frames}
     data = json.dumps(spec, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
     uid = "lkfig-" + hashlib.sha1(data.encode()).hexdigest()[:12]
 
