@@ -1,6 +1,7 @@
 # Optimization for Machine Learning: the two commands of README.md, and a few more for instructors.
 #   make book   install everything into .venv, then build the site with every notebook executed
 #   make test   run the whole test suite (labkit, every notebook, the book, the site)
+#   make pdf    the website, then the whole book as one PDF (_build/html/optimization-for-ml.pdf)
 # Each target calls the course's command line, `python -m coursetools COMMAND` (see coursetools/).
 PYTHON ?= python3
 VENV   ?= .venv
@@ -9,7 +10,7 @@ STAMP  := $(VENV)/.installed
 # Wheels that tests/test_colab.py installs offline where Colab lacks them (labkit's besides)
 WHEELS := $(VENV)/wheelhouse/.downloaded
 
-.PHONY: install book test system-packages lint handouts grade release labs-gpu clean
+.PHONY: install book pdf test system-packages lint handouts grade release labs-gpu clean
 
 install: $(STAMP) $(WHEELS)
 
@@ -26,6 +27,10 @@ $(WHEELS): requirements.txt | $(STAMP)
 
 book: install
 	$(BIN)/python -m coursetools book
+
+# Printed by Debian's chromium (make system-packages), no TeX: see coursetools/pdf.py
+pdf: install system-packages
+	$(BIN)/python -m coursetools book --pdf
 
 test: install system-packages
 	$(BIN)/python -m pytest tests -ra

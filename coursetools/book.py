@@ -1,6 +1,7 @@
 """Build the course website with every notebook executed, and report what failed.
 
     python -m coursetools book            # what `make book` runs
+    python -m coursetools book --pdf      # and the whole book as one PDF (`make pdf`)
 
 First the handouts and autograder archives under ``_build/assign`` (:mod:`coursetools.handouts`),
 and a check that the committed handouts the site shows (``labs/handouts/``) are the ones their
@@ -8,7 +9,8 @@ masters give; then ``jupyter-book build`` with warnings as errors (``-W -n --kee
 fails when any notebook failed to execute. The build writes under ``_build/`` only: no tracked
 file changes. Jupyter Book writes the tracebacks of failed notebooks under
 ``_build/html/reports``: :func:`report` prints them and removes them, since they are not part of
-the site.
+the site. With ``--pdf``, :mod:`coursetools.pdf` then prints the site into
+``_build/html/optimization-for-ml.pdf``, which every page's download menu links.
 """
 
 from __future__ import annotations
@@ -70,4 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m coursetools book",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--builder", default="html", help="Sphinx builder (default: html)")
-    return build(builder=parser.parse_args(argv).builder)
+    parser.add_argument("--pdf", action="store_true",
+                        help="then print the site into one PDF (coursetools.pdf)")
+    args = parser.parse_args(argv)
+    code = build(builder=args.builder)
+    if code or not args.pdf:
+        return code
+    from coursetools import pdf
+
+    return pdf.main([])

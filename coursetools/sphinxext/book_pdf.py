@@ -1,0 +1,37 @@
+"""The whole book's PDF in the download menu of every page.
+
+``python -m coursetools pdf`` (:mod:`coursetools.pdf`) prints the built site into
+``optimization-for-ml.pdf`` at the site's root; this extension adds a link to it ("book .pdf")
+to the download menu that sphinx-book-theme puts on every page, after the page's own
+``.ipynb``, ``.md`` and print buttons. ``python -m coursetools book`` writes the PDF after the
+HTML, so the link never dangles on a site it built. Enabled in ``_config.yml`` under
+``sphinx: extra_extensions``.
+"""
+
+from __future__ import annotations
+
+from sphinx.application import Sphinx
+
+#: The PDF's file name at the site's root (coursetools.pdf.PDF_NAME).
+PDF_NAME = "optimization-for-ml.pdf"
+
+
+def add_download_link(app: Sphinx, pagename: str, templatename: str, context: dict,
+                      doctree) -> None:
+    """Append the book's PDF to the theme's download menu of this page."""
+    for button in context.get("header_buttons") or []:
+        if button.get("label") == "download-buttons":
+            button["buttons"].append({
+                "type": "link",
+                "url": context["pathto"](PDF_NAME, 1),
+                "text": "book .pdf",
+                "tooltip": "Download the whole book as one PDF",
+                "icon": "fas fa-book",
+                "label": "download-book-pdf-button",
+            })
+
+
+def setup(app: Sphinx) -> dict:
+    # After sphinx-book-theme builds the menu (its handler runs at priority 501).
+    app.connect("html-page-context", add_download_link, priority=600)
+    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
