@@ -1,6 +1,6 @@
 """The whole book as one PDF, printed from the built website by Chromium: no TeX, no network.
 
-    python -m coursetools pdf              # from _build/html (build it first: python -m coursetools book)
+    python -m coursetools pdf              # from _build/html (python -m coursetools book first)
     python -m coursetools book --pdf       # the website, then the PDF (what `make pdf` runs)
 
 Every page of ``_toc.yml``, in reading order, is served from 127.0.0.1 and opened in headless
