@@ -16,6 +16,7 @@ the site. With ``--pdf``, :mod:`coursetools.pdf` then prints the site into
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from coursetools import handouts
 from coursetools.notebooks import ROOT
+from coursetools.sphinxext import book_pdf
 
 
 def report(root: Path, code: int) -> int:
@@ -44,8 +46,10 @@ def report(root: Path, code: int) -> int:
     return 0
 
 
-def build(root: Path = ROOT, builder: str = "html") -> int:
-    """The handouts, then the website from ``root``; returns the exit status."""
+def build(root: Path = ROOT, builder: str = "html", pdf: bool = False) -> int:
+    """The handouts, then the website from ``root``; returns the exit status. With ``pdf``, the
+    pages link the book's PDF (:mod:`coursetools.sphinxext.book_pdf`), which the caller then
+    makes."""
     code = handouts.main(["--no-site"])
     if code:
         print(f"book: building the handouts failed (exit {code})", file=sys.stderr)
@@ -63,7 +67,8 @@ def build(root: Path = ROOT, builder: str = "html") -> int:
     cmd = [str(jb), "build", str(root), "--builder", builder, "-W", "-n", "--keep-going"]
     print("book:", " ".join(cmd), flush=True)
     start = time.perf_counter()
-    code = subprocess.call(cmd, cwd=root)
+    env = {**os.environ, book_pdf.ENV: "1" if pdf else "0"}
+    code = subprocess.call(cmd, cwd=root, env=env)
     print(f"book: jupyter-book took {time.perf_counter() - start:.0f} s", flush=True)
     return report(root, code)
 
@@ -75,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pdf", action="store_true",
                         help="then print the site into one PDF (coursetools.pdf)")
     args = parser.parse_args(argv)
-    code = build(builder=args.builder)
+    code = build(builder=args.builder, pdf=args.pdf)
     if code or not args.pdf:
         return code
     from coursetools import pdf

@@ -12,7 +12,10 @@ interactive figure (:mod:`labkit.interactive`) as its still image. `pypdf` then 
 behind a title page with the table of contents (with page numbers) and adds bookmarks: parts,
 then pages. Links between pages are dropped (they would point at the local server); links to
 the web stay. The PDF lands in the site, ``_build/html/optimization-for-ml.pdf``, where the
-download menu of every page links it (:mod:`coursetools.sphinxext.book_pdf`).
+download menu of every page links it when the site was built by ``book --pdf``
+(:mod:`coursetools.sphinxext.book_pdf`). It takes a few minutes (about 4 s a page on a 2-core
+machine), which is why ``make test`` does not make it: ``tests/test_pdf.py`` prints two pages
+there, and checks the whole PDF when ``make pdf`` has made it.
 
 Why not Jupyter Book's ``pdfhtml`` builder: it drives Chromium through pyppeteer, which
 downloads its own Chromium unless told otherwise, and prints a single-page build that would
@@ -36,9 +39,10 @@ from urllib.parse import quote
 import yaml
 
 from coursetools.notebooks import ROOT
+from coursetools.sphinxext import book_pdf
 
-#: The PDF's file name, in the site's root folder.
-PDF_NAME = "optimization-for-ml.pdf"
+#: The PDF's file name, in the site's root folder (the download menu links it).
+PDF_NAME = book_pdf.PDF_NAME
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
@@ -114,7 +118,7 @@ _PREPARE = """async () => {
 _PRINT_CSS = """
 @media print {
   .bd-header-article, .prev-next-area, .bd-footer, .bd-footer-content, .bd-sidebar-primary,
-  .bd-sidebar-secondary, .header-article-items, #jb-print-docs-body, .toggle-details__summary,
+  .bd-sidebar-secondary, .header-article-items, .toggle-details__summary,
   .skip-link, .search-button { display: none !important; }
   .bd-main, .bd-content, .bd-article-container { max-width: 100% !important; }
   div.cell_output, div.highlight, pre { break-inside: auto; }
@@ -219,12 +223,13 @@ def build_pdf(site: Path = ROOT / "_build" / "html", out: Path | None = None,
         parent = None
         if entry.part:
             if entry.part not in parts:
-                parts[entry.part] = writer.add_outline_item(entry.part, page)
+                parts[entry.part] = writer.add_outline_item(title=entry.part, page_number=page)
             parent = parts[entry.part]
         if entry.depth == 0:
-            chapter = writer.add_outline_item(entry.title, page, parent=parent)
+            chapter = writer.add_outline_item(title=entry.title, page_number=page, parent=parent)
         else:
-            writer.add_outline_item(entry.title, page, parent=chapter or parent)
+            writer.add_outline_item(title=entry.title, page_number=page,
+                                   parent=chapter or parent)
     writer.add_metadata({"/Title": config.get("title", ""), "/Author": config.get("author", "")})
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "wb") as fh:

@@ -3,22 +3,30 @@
 ``python -m coursetools pdf`` (:mod:`coursetools.pdf`) prints the built site into
 ``optimization-for-ml.pdf`` at the site's root; this extension adds a link to it ("book .pdf")
 to the download menu that sphinx-book-theme puts on every page, after the page's own
-``.ipynb``, ``.md`` and print buttons. ``python -m coursetools book`` writes the PDF after the
-HTML, so the link never dangles on a site it built. Enabled in ``_config.yml`` under
+``.ipynb``, ``.md`` and print buttons. Printing takes minutes, so only ``python -m coursetools
+book --pdf`` (``make pdf``, what the published site is built with) makes the PDF; it sets the
+environment variable :data:`ENV` for the HTML build, and the link is added only then, so it
+never dangles on a site built without the PDF. Enabled in ``_config.yml`` under
 ``sphinx: extra_extensions``.
 """
 
 from __future__ import annotations
 
+import os
+
 from sphinx.application import Sphinx
 
 #: The PDF's file name at the site's root (coursetools.pdf.PDF_NAME).
 PDF_NAME = "optimization-for-ml.pdf"
+#: Set to 1 by ``python -m coursetools book --pdf``: the build that writes the PDF.
+ENV = "COURSETOOLS_BOOK_PDF"
 
 
 def add_download_link(app: Sphinx, pagename: str, templatename: str, context: dict,
                       doctree) -> None:
-    """Append the book's PDF to the theme's download menu of this page."""
+    """Append the book's PDF to the theme's download menu of this page (when the PDF is made)."""
+    if os.environ.get(ENV) != "1":
+        return
     for button in context.get("header_buttons") or []:
         if button.get("label") == "download-buttons":
             button["buttons"].append({
