@@ -47,7 +47,8 @@ _DASHES = {None: "-", "solid": "-", "dash": "--", "dot": ":", "dashdot": "-."}
 
 @dataclass(frozen=True)
 class Slider:
-    """One slider: a name shown next to it, the values it steps through, and its default.
+    """One slider: a name shown next to it, the values it steps through, and its default
+    (the interactive figures of chapters 3, 4, 6 and 7 and of the labs).
 
     ``labels`` (one per value) replace the values' text, e.g. for a categorical setting;
     otherwise each value is written with ``fmt``.
@@ -81,7 +82,8 @@ class Slider:
 
 @dataclass(frozen=True)
 class Panel:
-    """One set of axes of a figure (figures with several panels put them side by side).
+    """One set of axes of a figure (figures with several panels put them side by side), as in
+    the interactive figures of chapters 3, 4, 6 and 7 and of the labs.
 
     Ranges are in data units, also on a logarithmic axis; ``None`` lets the library choose.
     """
@@ -97,7 +99,8 @@ class Panel:
 
 @dataclass(frozen=True)
 class Trace:
-    """One curve (or set of markers) of a frame; make it with :func:`line`."""
+    """One curve (or set of markers) of a frame; make it with :func:`line` (chapters 3, 4, 6
+    and 7, and the labs)."""
 
     x: np.ndarray
     y: np.ndarray
@@ -116,7 +119,8 @@ def line(x: Sequence[float], y: Sequence[float], name: str = "", *, panel: int =
          color: str | int | None = None, dash: str | None = None, width: float = 1.5,
          markers: bool = False, lines: bool = True, size: float = 5.0,
          legend: bool = True) -> Trace:
-    """A curve through the points ``(x[i], y[i])``; NaN and infinite values leave a gap.
+    """A curve through the points ``(x[i], y[i])``; NaN and infinite values leave a gap
+    (the interactive figures of chapters 3, 4, 6 and 7 and of the labs).
 
     ``color`` is a CSS colour or an index into :data:`COLORS`; ``dash`` is ``"dash"``,
     ``"dot"``, ``"dashdot"`` or ``None`` (solid); ``markers=True`` marks every point and
@@ -142,9 +146,9 @@ def level_sets(f: Callable[[np.ndarray], np.ndarray], xlim: tuple[float, float],
 
     ``f`` takes an array of points of shape ``(..., 2)`` and returns their values; it is
     evaluated on an ``n`` by ``n`` grid over ``xlim`` by ``ylim``. The background of the paths
-    of chapters 3 and 4 (pass the traces as ``static`` to :func:`slider_figure`).
+    of chapter 3 (pass the traces as ``static`` to :func:`slider_figure`).
     """
-    import contourpy
+    import matplotlib.pyplot as plt
 
     xs, ys = np.linspace(*xlim, n), np.linspace(*ylim, n)
     X, Y = np.meshgrid(xs, ys)
@@ -152,18 +156,25 @@ def level_sets(f: Callable[[np.ndarray], np.ndarray], xlim: tuple[float, float],
     if Z.shape != X.shape:
         raise ValueError(f"level_sets: f returned shape {Z.shape} for points of shape "
                          f"{X.shape + (2,)}; it must return one value per point")
-    generator = contourpy.contour_generator(X, Y, Z)
+    fig, ax = plt.subplots()
+    try:
+        contours = ax.contour(X, Y, Z, levels=sorted(float(v) for v in levels))
+        segments = contours.allsegs
+    finally:
+        plt.close(fig)
     traces = []
-    for level in levels:
-        for segment in generator.lines(float(level)):
-            traces.append(line(segment[:, 0], segment[:, 1], panel=panel, color=color,
-                               width=0.8, legend=False))
+    for per_level in segments:
+        for segment in per_level:
+            if len(segment) > 1:
+                traces.append(line(segment[:, 0], segment[:, 1], panel=panel, color=color,
+                                   width=0.8, legend=False))
     return traces
 
 
 @dataclass
 class Frame:
-    """What the figure shows for one combination of the sliders' values.
+    """What the figure shows for one combination of the sliders' values (chapters 3, 4, 6 and
+    7, and the labs).
 
     ``readout`` is a line of text under the sliders (the numbers of this frame); ``xrange`` and
     ``yrange`` map a panel's index to the range it shows in this frame (overriding the panel's).
@@ -177,7 +188,8 @@ class Frame:
 
 def compact(values: np.ndarray, digits: int = DIGITS) -> list[float | None]:
     """``values`` rounded to ``digits`` significant digits, as a list for JSON (NaN and
-    infinities become ``None``, which plotly.js draws as a gap)."""
+    infinities become ``None``, which plotly.js draws as a gap); the data of the interactive
+    figures of chapters 3, 4, 6 and 7 and of the labs."""
     v = np.asarray(values, dtype=float)
     finite = np.isfinite(v)
     out = np.zeros_like(v)
@@ -253,7 +265,8 @@ def _frame_ranges(frame: Frame, panels: Sequence[Panel]) -> dict[str, list[float
 
 def draw_still(frame: Frame, panels: Sequence[Panel], title: str, caption: str = "",
                static: Sequence[Trace] = ()):
-    """The frame drawn by matplotlib (the still image); returns the ``Figure``."""
+    """The frame drawn by matplotlib (the still image of an interactive figure of chapters 3,
+    4, 6 and 7 or of the labs); returns the ``Figure``."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels) + 0.6, 3.9),
@@ -326,7 +339,8 @@ else{init();}
 
 @dataclass
 class SliderFigure:
-    """An interactive figure: its HTML (what the notebook displays) and its default frame.
+    """An interactive figure: its HTML (what the notebook displays) and its default frame
+    (chapters 3, 4, 6 and 7, and the labs).
 
     ``html`` is self-contained except for plotly.js, which the page must load; ``nbytes`` is
     its size (the data of every frame, the script and the still).
@@ -353,7 +367,8 @@ def slider_figure(sliders: Sequence[Slider], frame: Callable[..., Frame | Sequen
                   panels: Sequence[Panel] = (Panel(),), title: str = "",
                   static: Sequence[Trace] = (), height: int = 430,
                   alt: str | None = None, digits: int = DIGITS) -> SliderFigure:
-    """An interactive figure: ``frame(*values)`` for every combination of the sliders' values.
+    """An interactive figure: ``frame(*values)`` for every combination of the sliders' values
+    (chapters 3, 4, 6 and 7, and the Demo & Results lab).
 
     Args:
         sliders: the sliders, in the order of ``frame``'s arguments.
