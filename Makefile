@@ -1,7 +1,7 @@
 # Optimization for Machine Learning: the two commands of README.md, and a few more for instructors.
 #   make book   install everything into .venv, then build the site with every notebook executed
 #   make test   run the whole test suite (labkit, every notebook, the book, the site)
-#   make pdf    the website, then the whole book as one PDF (_build/html/optimization-for-ml.pdf)
+#   make pdf    the same, and an error if the whole book's PDF cannot be printed (no chromium)
 # Each target calls the course's command line, `python -m coursetools COMMAND` (see coursetools/).
 PYTHON ?= python3
 VENV   ?= .venv
@@ -28,7 +28,8 @@ $(WHEELS): requirements.txt | $(STAMP)
 book: install
 	$(BIN)/python -m coursetools book
 
-# Printed by Debian's chromium (make system-packages), no TeX: see coursetools/pdf.py
+# The site and _build/html/optimization-for-ml.pdf, printed by Debian's chromium (no TeX; `make
+# book` makes it too where chromium is installed): see coursetools/pdf.py
 pdf: install system-packages
 	$(BIN)/python -m coursetools book --pdf
 

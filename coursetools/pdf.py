@@ -1,7 +1,7 @@
 """The whole book as one PDF, printed from the built website by Chromium: no TeX, no network.
 
-    python -m coursetools pdf              # from _build/html (python -m coursetools book first)
-    python -m coursetools book --pdf       # the website, then the PDF (what `make pdf` runs)
+    python -m coursetools book             # the website, then the PDF (`make book`, `make pdf`)
+    python -m coursetools pdf              # the PDF again, from the built _build/html
 
 Every page of ``_toc.yml``, in reading order, is served from 127.0.0.1 and opened in headless
 Chromium (Debian's ``/usr/bin/chromium``, driven by Playwright as in
@@ -12,10 +12,9 @@ interactive figure (:mod:`labkit.interactive`) as its still image. `pypdf` then 
 behind a title page with the table of contents (with page numbers) and adds bookmarks: parts,
 then pages. Links between pages are dropped (they would point at the local server); links to
 the web stay. The PDF lands in the site, ``_build/html/optimization-for-ml.pdf``, where the
-download menu of every page links it when the site was built by ``book --pdf``
-(:mod:`coursetools.sphinxext.book_pdf`). It takes a few minutes (about 4 s a page on a 2-core
-machine), which is why ``make test`` does not make it: ``tests/test_pdf.py`` prints two pages
-there, and checks the whole PDF when ``make pdf`` has made it.
+download menu of every page links it (:mod:`coursetools.sphinxext.book_pdf`). The 36 pages
+(433 A4 pages) print in about 90 s on a 2-core machine, so ``python -m coursetools book`` makes
+the PDF by default (and ``make test``'s build with it); ``--no-pdf`` skips it.
 
 Why not Jupyter Book's ``pdfhtml`` builder: it drives Chromium through pyppeteer, which
 downloads its own Chromium unless told otherwise, and prints a single-page build that would

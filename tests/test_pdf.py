@@ -1,11 +1,11 @@
 """The whole book as one PDF (coursetools.pdf): printed by Debian's chromium, joined by pypdf.
 
-Printing the whole book takes minutes (about 4 s a page here), so ``make test`` does not: it
-prints two pages of the session's site, which checks the machinery (the cover and contents, the
-bookmarks, the text and the math of the pages). The whole PDF, made by ``make pdf`` (``python -m
-coursetools book --pdf``), is checked when it is there: one or more pages per page of the book,
-every chapter's title in its text, and the link to it in the download menu of every page. Run
-those alone after ``make pdf`` with ``BOOK_HTML=_build/html pytest tests/test_pdf.py``.
+Two pages of the site are printed here, which checks the machinery (the cover, the contents and
+their page numbers, the bookmarks, the math typeset before printing). The whole PDF, which
+``python -m coursetools book`` makes after the site (about 90 s; the session's build makes it),
+is checked as the reader gets it: one or more pages per page of the book, every chapter's title
+in its text, and the link to it in the download menu of every page. A site built with
+``--no-pdf`` skips those. ``BOOK_HTML=_build/html pytest tests/test_pdf.py`` re-runs them.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def test_two_pages_printed(site: Path, tmp_path: Path):
 def book_pdf(site: Path) -> Path:
     path = site / pdf.PDF_NAME
     if not path.is_file():
-        pytest.skip(f"no {pdf.PDF_NAME} in the site: `make pdf` makes it (a few minutes)")
+        pytest.skip(f"no {pdf.PDF_NAME} in the site (built with --no-pdf?): `make pdf` makes it")
     return path
 
 

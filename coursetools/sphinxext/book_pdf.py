@@ -3,10 +3,10 @@
 ``python -m coursetools pdf`` (:mod:`coursetools.pdf`) prints the built site into
 ``optimization-for-ml.pdf`` at the site's root; this extension adds a link to it ("book .pdf")
 to the download menu that sphinx-book-theme puts on every page, after the page's own
-``.ipynb``, ``.md`` and print buttons. Printing takes minutes, so only ``python -m coursetools
-book --pdf`` (``make pdf``, what the published site is built with) makes the PDF; it sets the
-environment variable :data:`ENV` for the HTML build, and the link is added only then, so it
-never dangles on a site built without the PDF. Enabled in ``_config.yml`` under
+``.ipynb``, ``.md`` and print buttons. ``python -m coursetools book`` sets the environment
+variable :data:`ENV` for the HTML build when it then makes the PDF (by default, where Debian's
+chromium is installed; not with ``--no-pdf``), and the link is added only then, so it never
+dangles on a site built without the PDF. Enabled in ``_config.yml`` under
 ``sphinx: extra_extensions``.
 """
 
@@ -18,7 +18,7 @@ from sphinx.application import Sphinx
 
 #: The PDF's file name at the site's root (coursetools.pdf.PDF_NAME).
 PDF_NAME = "optimization-for-ml.pdf"
-#: Set to 1 by ``python -m coursetools book --pdf``: the build that writes the PDF.
+#: Set to 1 by ``python -m coursetools book`` when the build goes on to write the PDF.
 ENV = "COURSETOOLS_BOOK_PDF"
 
 
