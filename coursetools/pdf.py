@@ -12,9 +12,10 @@ interactive figure (:mod:`labkit.interactive`) as its still image. `pypdf` then 
 behind a title page with the table of contents (with page numbers) and adds bookmarks: parts,
 then pages. Links between pages are dropped (they would point at the local server); links to
 the web stay. The PDF lands in the site, ``_build/html/optimization-for-ml.pdf``, where the
-download menu of every page links it (:mod:`coursetools.sphinxext.book_pdf`). The 36 pages
-(433 A4 pages) print in about 90 s on a 2-core machine, so ``python -m coursetools book`` makes
-the PDF by default (and ``make test``'s build with it); ``--no-pdf`` skips it.
+download menu of every page links it (:mod:`coursetools.sphinxext.book_pdf`). The site's 36
+pages (433 A4 pages in December 2026) printed in 88 s and 124 s on a busy 2-core machine, so
+``python -m coursetools book`` makes the PDF by default (and ``make test``'s build with it);
+``--no-pdf`` skips it.
 
 Why not Jupyter Book's ``pdfhtml`` builder: it drives Chromium through pyppeteer, which
 downloads its own Chromium unless told otherwise, and prints a single-page build that would
