@@ -1,6 +1,7 @@
 # Optimization for Machine Learning: the two commands of README.md, and a few more for instructors.
 #   make book   install everything into .venv, then build the site with every notebook executed
 #   make test   run the whole test suite (labkit, every notebook, the book, the site)
+#   make pdf    the same, and an error if the whole book's PDF cannot be printed (no chromium)
 # Each target calls the course's command line, `python -m coursetools COMMAND` (see coursetools/).
 PYTHON ?= python3
 VENV   ?= .venv
@@ -9,7 +10,7 @@ STAMP  := $(VENV)/.installed
 # Wheels that tests/test_colab.py installs offline where Colab lacks them (labkit's besides)
 WHEELS := $(VENV)/wheelhouse/.downloaded
 
-.PHONY: install book test system-packages lint handouts grade release labs-gpu clean
+.PHONY: install book pdf test system-packages lint handouts grade release labs-gpu clean
 
 install: $(STAMP) $(WHEELS)
 
@@ -26,6 +27,11 @@ $(WHEELS): requirements.txt | $(STAMP)
 
 book: install
 	$(BIN)/python -m coursetools book
+
+# The site and _build/html/optimization-for-ml.pdf, printed by Debian's chromium (no TeX; `make
+# book` makes it too where chromium is installed): see coursetools/pdf.py
+pdf: install system-packages
+	$(BIN)/python -m coursetools book --pdf
 
 test: install system-packages
 	$(BIN)/python -m pytest tests -ra

@@ -1,5 +1,5 @@
-"""``python -m coursetools COMMAND [...]``: the course's command line (book, execute, handouts,
-grade, release, setup-cell, labs-gpu).
+"""``python -m coursetools COMMAND [...]``: the course's command line (book, pdf, execute,
+handouts, grade, release, setup-cell, labs-gpu).
 
 It only delegates: each command is the ``main(argv)`` of the module that does that one job, and
 ``python -m coursetools COMMAND --help`` shows that module's own options.
@@ -13,6 +13,7 @@ import sys
 
 COMMANDS = {
     "book": ("coursetools.book", "build the website with every notebook executed"),
+    "pdf": ("coursetools.pdf", "the built website printed into one PDF (no TeX)"),
     "execute": ("coursetools.execute", "execute notebooks in place, storing fresh outputs"),
     "handouts": ("coursetools.handouts", "student notebooks and autograder archives"),
     "grade": ("coursetools.grading", "grade a folder of submissions into a CSV and feedback"),

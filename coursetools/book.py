@@ -1,6 +1,7 @@
 """Build the course website with every notebook executed, and report what failed.
 
     python -m coursetools book            # what `make book` runs
+    python -m coursetools book --no-pdf   # the website only
 
 First the handouts and autograder archives under ``_build/assign`` (:mod:`coursetools.handouts`),
 and a check that the committed handouts the site shows (``labs/handouts/``) are the ones their
@@ -8,12 +9,15 @@ masters give; then ``jupyter-book build`` with warnings as errors (``-W -n --kee
 fails when any notebook failed to execute. The build writes under ``_build/`` only: no tracked
 file changes. Jupyter Book writes the tracebacks of failed notebooks under
 ``_build/html/reports``: :func:`report` prints them and removes them, since they are not part of
-the site.
+the site. Then :mod:`coursetools.pdf` prints the site into ``_build/html/optimization-for-ml.pdf``,
+which every page's download menu links (about 90 s on a 2-core machine): by default where
+Debian's chromium is installed, always with ``--pdf`` (``make pdf``), never with ``--no-pdf``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -22,6 +26,7 @@ from pathlib import Path
 
 from coursetools import handouts
 from coursetools.notebooks import ROOT
+from coursetools.sphinxext import book_pdf
 
 
 def report(root: Path, code: int) -> int:
@@ -42,8 +47,10 @@ def report(root: Path, code: int) -> int:
     return 0
 
 
-def build(root: Path = ROOT, builder: str = "html") -> int:
-    """The handouts, then the website from ``root``; returns the exit status."""
+def build(root: Path = ROOT, builder: str = "html", pdf: bool = False) -> int:
+    """The handouts, then the website from ``root``; returns the exit status. With ``pdf``, the
+    pages link the book's PDF (:mod:`coursetools.sphinxext.book_pdf`), which the caller then
+    makes."""
     code = handouts.main(["--no-site"])
     if code:
         print(f"book: building the handouts failed (exit {code})", file=sys.stderr)
@@ -61,13 +68,35 @@ def build(root: Path = ROOT, builder: str = "html") -> int:
     cmd = [str(jb), "build", str(root), "--builder", builder, "-W", "-n", "--keep-going"]
     print("book:", " ".join(cmd), flush=True)
     start = time.perf_counter()
-    code = subprocess.call(cmd, cwd=root)
+    env = {**os.environ, book_pdf.ENV: "1" if pdf else "0"}
+    code = subprocess.call(cmd, cwd=root, env=env)
     print(f"book: jupyter-book took {time.perf_counter() - start:.0f} s", flush=True)
     return report(root, code)
 
 
 def main(argv: list[str] | None = None) -> int:
+    from coursetools import pdf
+
     parser = argparse.ArgumentParser(prog="python -m coursetools book",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--builder", default="html", help="Sphinx builder (default: html)")
-    return build(builder=parser.parse_args(argv).builder)
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument("--pdf", dest="pdf", action="store_const", const=True, default=None,
+                        help=f"then print the site into one PDF (the default where {pdf.CHROMIUM} "
+                             "exists; an error without it)")
+    choice.add_argument("--no-pdf", dest="pdf", action="store_const", const=False,
+                        help="the website only (about a minute and a half sooner)")
+    args = parser.parse_args(argv)
+    make_pdf = args.pdf
+    if make_pdf is None:
+        make_pdf = args.builder == "html" and pdf.CHROMIUM.exists()
+        if not make_pdf and args.builder == "html":
+            print(f"book: no PDF: {pdf.CHROMIUM} is missing (apt-get install -y chromium)",
+                  file=sys.stderr)
+    elif make_pdf and not pdf.CHROMIUM.exists():
+        print(f"book: --pdf needs {pdf.CHROMIUM}: apt-get install -y chromium", file=sys.stderr)
+        return 1
+    code = build(builder=args.builder, pdf=make_pdf)
+    if code or not make_pdf:
+        return code
+    return pdf.main([])

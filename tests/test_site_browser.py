@@ -15,7 +15,9 @@ localhost is blocked, so each page must work without internet access. For every 
 * every internal link (and its ``#anchor``) resolves.
 
 A screenshot of each page (its first 12,000 pixels) goes to ``_build/screenshots/<page>.png``.
-The search page must find each page by a word of its prose. Run alone with
+The search page must find each page by a word of its prose. On the pages with interactive
+figures (:mod:`labkit.interactive`), every slider is moved and the figure must change, with no
+console error, and the page with everything it loads must weigh less than 3 MB. Run alone with
 ``BOOK_HTML=_build/html`` to reuse a built site.
 """
 
@@ -353,3 +355,123 @@ def test_search_finds_every_page(site: Path, server: str, tab: Tab):
                           f"{sorted(paths)[:6]})")
         misses += [f"search page: {p}" for p in tab.problems]
     assert not misses, "\n".join(misses)
+
+
+# ----------------------------------------------------------------------------------------------
+# Interactive figures (labkit.interactive, plotly.js served by coursetools.sphinxext.offline_plotly)
+# ----------------------------------------------------------------------------------------------
+
+#: The pages with interactive figures, and how many each has (issue 24).
+INTERACTIVE = {
+    "chapters/03_gradient_descent/gradient_descent": 1,
+    "chapters/04_sgd/momentum": 1,
+    "chapters/06_adam/adam": 1,
+    "chapters/07_sgd_theory/noise_floor": 1,
+    "chapters/07_sgd_theory/schedules": 1,
+    "labs/demo_results": 1,
+}
+PAGE_BUDGET = 3_000_000  # bytes: the page and everything it loads
+
+FIGURES_DRAWN = """async () => {
+  const figs = Array.from(document.querySelectorAll('.labkit-interactive'));
+  const until = Date.now() + 20000;
+  while (Date.now() < until) {
+    if (figs.every(f => f.classList.contains('lk-live') && f.querySelector('.lk-plot .main-svg')))
+      break;
+    await new Promise(r => setTimeout(r, 50));
+  }
+  return figs.map(f => ({live: f.classList.contains('lk-live'),
+                         drawn: !!f.querySelector('.lk-plot .main-svg'),
+                         sliders: f.querySelectorAll('input.lk-slider').length,
+                         still: (() => { const i = f.querySelector('img.lk-still');
+                                         return !!i && i.complete && i.naturalWidth > 0; })()}));
+}"""
+
+# What the reader sees of figure i: the curves as drawn (SVG paths and points), the readout and
+# the sliders' values.
+FIGURE_STATE = """(i) => {
+  const f = document.querySelectorAll('.labkit-interactive')[i];
+  const svg = Array.from(f.querySelectorAll('.lk-plot .scatterlayer path'))
+                   .map(p => (p.getAttribute('d') || '') + (p.getAttribute('transform') || ''));
+  return {svg: svg.join('|'), readout: f.querySelector('.lk-readout').textContent,
+          values: Array.from(f.querySelectorAll('output')).map(o => o.textContent),
+          frame: f.querySelector('.lk-plot').getAttribute('data-frame')};
+}"""
+
+LOADED = """() => performance.getEntriesByType('navigation')
+  .concat(performance.getEntriesByType('resource'))
+  .map(e => [new URL(e.name).pathname, e.decodedBodySize])"""
+
+
+def page_weight(loaded: list[list]) -> tuple[int, int]:
+    """(the page's own bytes, everything loaded): own = the HTML, its images and data, and
+    plotly.js; not the theme's assets under _static/ (fonts, icons, MathJax, CSS), which every
+    page of the site loads, with or without a figure, and the browser caches."""
+    total = sum(size for _, size in loaded)
+    shared = sum(size for path, size in loaded
+                 if path.startswith("/_static/") and not path.startswith("/_static/plotly/"))
+    return total - shared, total
+
+
+PAGE_WEIGHTS: dict[str, int] = {}
+
+
+def test_interactive_pages_are_in_the_book():
+    missing = sorted(set(INTERACTIVE) - set(PAGES))
+    assert not missing, f"pages with interactive figures missing from _toc.yml: {missing}"
+
+
+@pytest.mark.parametrize("page", sorted(INTERACTIVE))
+def test_interactive_figures_move(page: str, site: Path, server: str, tab: Tab, screenshots):
+    """Every slider of every figure is moved with the keyboard (End, or Home when it is at the
+    end): the figure drawn and the slider's value must change, and moving it back must restore
+    the figure; the console must stay clean; the page's own weight (:func:`page_weight`: its
+    HTML with the figures' data, its images, plotly.js) stays under 3 MB."""
+    if page not in PAGES:
+        pytest.skip(f"{page} is not in _toc.yml")
+    _visit(tab, f"{server}/{quote(page)}.html")
+    tab.page.evaluate(WAIT_FOR_MATHJAX)
+    figures = tab.page.evaluate(FIGURES_DRAWN)
+    assert len(figures) == INTERACTIVE[page], \
+        f"{page}: {len(figures)} interactive figures, expected {INTERACTIVE[page]}"
+    problems = []
+    for i, fig in enumerate(figures):
+        if not (fig["live"] and fig["drawn"]):
+            problems.append(f"figure {i}: plotly.js did not draw it ({fig})")
+            continue
+        if not fig["still"]:
+            problems.append(f"figure {i}: its still image (for print and no JavaScript) is broken")
+        sliders = tab.page.locator(".labkit-interactive").nth(i).locator("input.lk-slider")
+        for j in range(fig["sliders"]):
+            slider = sliders.nth(j)
+            before = tab.page.evaluate(FIGURE_STATE, i)
+            at_end = slider.evaluate("s => s.value === s.max")
+            slider.focus()
+            tab.page.keyboard.press("Home" if at_end else "End")
+            tab.page.wait_for_timeout(300)
+            after = tab.page.evaluate(FIGURE_STATE, i)
+            name = slider.get_attribute("aria-label")
+            if after["frame"] == before["frame"]:
+                problems.append(f"figure {i}, slider {name!r}: moving it selected no other frame")
+            if after["svg"] == before["svg"]:
+                problems.append(f"figure {i}, slider {name!r}: the figure did not change")
+            if after["values"] == before["values"]:
+                problems.append(f"figure {i}, slider {name!r}: its value shown did not change")
+            if j == 0:
+                tab.page.locator(".labkit-interactive").nth(i).screenshot(
+                    path=str(screenshots / f"{page.replace('/', '_')}-figure{i}-moved.png"))
+            slider.evaluate("(s, v) => { s.value = v; s.dispatchEvent(new Event('input')); }",
+                            slider.evaluate("s => s.getAttribute('value')"))
+            tab.page.wait_for_timeout(200)
+            if tab.page.evaluate(FIGURE_STATE, i)["svg"] != before["svg"]:
+                problems.append(f"figure {i}, slider {name!r}: back at its default, the figure "
+                                "is not the one it first drew")
+    own, total = page_weight(tab.page.evaluate(LOADED))
+    PAGE_WEIGHTS[page] = own
+    print(f"\n{page}: {own / 1e6:.2f} MB of its own (HTML "
+          f"{html_file(site, page).stat().st_size / 1e6:.2f} MB, images, plotly.js), "
+          f"{total / 1e6:.2f} MB with the theme's assets")
+    if own > PAGE_BUDGET:
+        problems.append(f"the page weighs {own / 1e6:.2f} MB (budget {PAGE_BUDGET / 1e6:g} MB)")
+    problems = tab.problems + problems
+    assert not problems, f"page {page}:\n  - " + "\n  - ".join(dict.fromkeys(problems))
