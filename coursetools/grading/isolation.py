@@ -63,6 +63,10 @@ def sandbox_command(inside: list[str], *, tmp_bytes: int = 512 << 20) -> list[st
             cmd += ["--ro-bind", str(top), str(top)]
     for root in python_roots():
         cmd += ["--ro-bind", str(root), str(root)]
+    prefix = Path(sys.prefix)
+    if prefix.is_absolute() and prefix.resolve() != prefix and not any(
+            prefix.is_relative_to(r) for r in python_roots()):
+        cmd += ["--ro-bind", str(prefix.resolve()), str(prefix)]  # a virtual environment linked
     cmd += ["--ro-bind", str(WORKER), INSIDE_WORKER, "--dir", "/tmp/home", "--dir", "/tmp/work",
             "--chdir", "/tmp/work", "--clearenv"]
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
