@@ -37,7 +37,8 @@ def points(x: float) -> str:
 ALWAYS_SHOWN = ("your code uses ", "`")  # forbidden references, missing definitions
 
 EXPLAIN = {
-    "wrong-filename": "The file was not graded: hand in your notebook as STUDENT.ipynb.",
+    "wrong-filename": "The file was not graded: its name holds characters that are not allowed "
+                      "(control characters). Hand in your notebook with an ordinary name.",
     "not-a-notebook": "The file was not graded: it is not a Jupyter notebook (.ipynb) that "
                       "could be read. Hand in the .ipynb file itself, saved from Jupyter or Colab.",
     "wrong-assignment": "The file was not graded: it is the notebook of another assignment.",

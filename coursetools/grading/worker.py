@@ -23,8 +23,10 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import sys
 
+MAX_ELEMENTS = 10_000_000  # elements of one tensor sent back (as the grader reads them)
 MEMORY_ERRORS = ("can't allocate memory", "not enough memory", "out of memory",
                  "cannot allocate memory")
 
@@ -73,6 +75,9 @@ def encode(value, depth: int = 0):
         return {"dict": [[encode(k, depth + 1), encode(v, depth + 1)] for k, v in value.items()]}
     torch = sys.modules.get("torch")
     if torch is not None and type(value) is torch.Tensor:
+        if value.numel() > MAX_ELEMENTS:  # this test fails; the answer stays small
+            return {"repr": f"<a tensor of {value.numel():,} elements: too large to send>",
+                    "type": "Tensor"}
         t = value.detach().cpu().contiguous()
         raw = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
         return {"tensor": {"dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape),
@@ -138,7 +143,9 @@ def run(results: int, control: int = 0) -> int:
         if error is not None:
             errors += 1
             if len(failures) < 200:
-                failures.append([index, f"{type(error).__name__}: {error}"[:300]])
+                text = f"{type(error).__name__}: {error}"
+                text = re.sub(r" \(<ipython-input-[^>]*>, ", " (", text)
+                failures.append([index, text[:300]])
             if _is_memory_error(error):
                 write_frame(results, {"event": "memory", "cell": index,
                                       "error": f"{type(error).__name__}: {error}"[:300]})
