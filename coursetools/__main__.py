@@ -1,5 +1,5 @@
 """``python -m coursetools COMMAND [...]``: the course's command line (book, execute, handouts,
-grade, release, setup-cell).
+grade, gradescope, release, setup-cell).
 
 It only delegates: each command is the ``main(argv)`` of the module that does that one job, and
 ``python -m coursetools COMMAND --help`` shows that module's own options.
@@ -15,6 +15,7 @@ COMMANDS = {
     "execute": ("coursetools.execute", "execute notebooks in place, storing fresh outputs"),
     "handouts": ("coursetools.handouts", "student notebooks and autograder archives"),
     "grade": ("coursetools.grading", "grade a folder of submissions into a CSV and feedback"),
+    "gradescope": ("coursetools.grading.gradescope", "the autograder zip for Gradescope"),
     "release": ("coursetools.release", "the public tree for students, without solutions"),
     "setup-cell": ("coursetools.setup_cell", "insert or refresh every notebook's Colab setup cell"),
 }
@@ -22,7 +23,7 @@ COMMANDS = {
 
 def usage() -> str:
     lines = ["usage: python -m coursetools COMMAND [options]", "", "commands:"]
-    lines += [f"  {name:<9} {text}" for name, (_, text) in COMMANDS.items()]
+    lines += [f"  {name:<10} {text}" for name, (_, text) in COMMANDS.items()]
     return "\n".join(lines)
 
 

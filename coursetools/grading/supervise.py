@@ -303,8 +303,11 @@ def _run(cells: list[tuple[int, str]], autograder: Autograder, log_path: Path, l
         cmd, env = isolation.sandbox_command(isolation.worker_argv(args), tmp_bytes=TMP_BYTES), None
     else:
         cmd = isolation.unsafe_command(args)
+        if isolation.FALLBACK_USER:
+            os.chmod(scratch, 0o777)  # the unprivileged user's home and working folder
         env = {"PATH": os.environ.get("PATH", ""), "HOME": str(scratch), "TMPDIR": str(scratch),
-               "MPLBACKEND": "agg", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+               "MPLBACKEND": "agg", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+               "GRADER_SYS_PATH": str(isolation.labkit_dir().parent)}
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, pass_fds=(write_fd,), cwd=scratch, env=env,
                             start_new_session=True,
