@@ -479,6 +479,7 @@ def test_a_mixed_download_grades_and_exports_to_both_gradebooks(build: Path, tmp
     assert [(r["Identifier"], r["Grade"], r["Maximum Grade"]) for r in moodle] == [
         ("Participant 501", "12", "12"), ("Participant 502", "5", "12"),
         ("Participant 503", "0", "12"), ("Participant 504", "", "12")]
+    assert (out / "report.html").is_file() and (out / "report.svg").is_file()
     unmatched = (out / "unmatched.txt").read_text()
     assert "stranger_2002_90002_01_sgd_loop.ipynb\tmatches no one on the roster" in unmatched
     # a regrade of one student merges into the sheet and the gradebooks

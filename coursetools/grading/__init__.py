@@ -46,8 +46,9 @@ A row that is not ``ok`` has empty question columns and a total of 0. Each stude
 the name and verdict of hidden ones unless ``--show-hidden-messages``; the code of tests is never
 shown) and ``OUT/results/STUDENT.json`` (everything, for scripts); what each sandbox printed is
 kept in ``OUT/logs/``. With ``--roster``, ``OUT/canvas.csv`` and ``OUT/moodle.csv`` are the
-gradebooks to import (:mod:`~coursetools.grading.gradebook`). No CSV cell can be read as a
-formula.
+gradebooks to import (:mod:`~coursetools.grading.gradebook`). ``OUT/report.html`` shows the
+class: statuses, each question's score distribution, the tests most often failed, the slowest.
+No CSV cell can be read as a formula.
 
 One module per job: :mod:`~coursetools.grading.archive` (the autograder archive),
 :mod:`~coursetools.grading.intake` (the folder, the LMS's names, the roster),
@@ -57,7 +58,8 @@ statuses), :mod:`~coursetools.grading.verdicts` (plain values in, verdicts out),
 :mod:`~coursetools.grading.references` (forbidden references, read statically),
 :mod:`~coursetools.grading.integrity` (hashes before and after a batch),
 :mod:`~coursetools.grading.reports` (CSV, feedback, results),
-:mod:`~coursetools.grading.gradebook` (Canvas and Moodle CSV) and
+:mod:`~coursetools.grading.gradebook` (Canvas and Moodle CSV),
+:mod:`~coursetools.grading.classreport` (``OUT/report.html``: the class at a glance) and
 :mod:`~coursetools.grading.cli` (the command line).
 """
 

@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coursetools.grading import integrity, isolation, references, verdicts
+from coursetools.grading import classreport, integrity, isolation, references, verdicts
 from coursetools.grading.archive import Autograder
 from coursetools.grading.intake import Submission, discover, match
 from coursetools.grading.reports import points, write_reports
@@ -327,7 +327,10 @@ def _run(cells: list[tuple[int, str]], autograder: Autograder, log_path: Path, l
     running, cell_start = None, time.perf_counter()
     try:
         while verdict is None and answer is None:
-            for frame in frames.take(0.1):
+            # Decided before taking: once the worker and the reader have both ended, every frame
+            # is in the queue, and this take drains it (a frame never arrives after the check).
+            ended = proc.poll() is not None and not frames.is_alive()
+            for frame in frames.take(0 if ended else 0.1):
                 event = frame.get("event")
                 if event == "memory":
                     verdict = ("memory", f"more than {limits.memory_mb:,} MB of memory, stopped")
@@ -350,7 +353,7 @@ def _run(cells: list[tuple[int, str]], autograder: Autograder, log_path: Path, l
                     break
                 if verdict:
                     break
-            if verdict or answer is not None:
+            if verdict or answer is not None or ended:
                 break
             now = time.perf_counter()
             if frames.problem:
@@ -373,8 +376,6 @@ def _run(cells: list[tuple[int, str]], autograder: Autograder, log_path: Path, l
                 elif len(procs) > limits.max_processes + 3:  # bwrap, its init and the worker
                     verdict = ("crashed", f"started more than {limits.max_processes} processes, "
                                           "stopped")
-                elif proc.poll() is not None and not frames.is_alive():
-                    break
     finally:
         _kill_all(proc)
     output.join(5)
@@ -518,4 +519,5 @@ def grade_folder(submissions: Path, autograder: Autograder, out: Path, *,
             row.detail = "; ".join(x for x in (row.detail, f"{students.count(row.student)} "
                                                "files from this student") if x)
     write_reports(rows, autograder, out, hidden_messages, skipped=skipped, merge=merge)
+    classreport.write_report(out, autograder)
     return rows, changes
