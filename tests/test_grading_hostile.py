@@ -3,10 +3,14 @@
 Every file ``tests/fixtures/hostile/NAME.py`` is one attack, appended as a last cell to a base
 notebook of assignment ``01_sgd_loop`` (its docstring names the base, ``solution``,
 ``untouched`` or a wrong answer of ``tests/fixtures/assignments/01_sgd_loop``, and the status and
-total it must get). One batch grades them all with ``--jobs 2``, followed by two honest
-submissions (the solution and the untouched handout), which must get exactly their own scores:
-nothing a hostile notebook did may reach them, the grading environment, the archive or the
-repository.
+total it must get; optionally ``expect-flags:``, ``repeat: N`` (the cell N times),
+``nested-cell: N`` (a cell nested N parentheses deep before it), ``file-name:``, and ``file:
+symlink`` or ``file: invalid-utf8`` for a crafted file). Each attack prints a marker once it has
+run (``attack-ran: NAME``, or the docstring's ``marker:``), which its test finds in the log: an
+attack that died early (at ``import labkit``, say) fails its test instead of passing unseen. One
+batch grades them all with ``--jobs 2``, followed by two honest submissions (the solution and the
+untouched handout), which must get exactly their own scores: nothing a hostile notebook did may
+reach them, the grading environment, the archive or the repository.
 """
 
 from __future__ import annotations

@@ -324,7 +324,7 @@ def _run(cells: list[tuple[int, str]], autograder: Autograder, log_path: Path, l
     # the probes, so no frame written before they were sent (by a background process, say) can.
     nonce = secrets.token_hex(16)
     verdict, probes_sent, answer, failures, errors = None, False, None, {}, 0
-    running, cell_start = None, time.perf_counter()
+    running, cell_start, last_check = None, time.perf_counter(), 0.0
     try:
         while verdict is None and answer is None:
             # Decided before taking: once the worker and the reader have both ended, every frame
@@ -369,7 +369,8 @@ def _run(cells: list[tuple[int, str]], autograder: Autograder, log_path: Path, l
                 _kill_all(proc)
                 output.join(5)
                 return Outcome("cell-timeout", running=running)
-            else:
+            elif now - last_check >= 0.1:  # the process tree (every process's /proc): rarely
+                last_check = now
                 procs = _tree(proc.pid)
                 if _rss_mb(procs) > limits.memory_mb:
                     verdict = ("memory", f"more than {limits.memory_mb:,} MB of memory, stopped")
