@@ -52,13 +52,17 @@ lint: install
 
 # Instructors (see labs/README.md):
 #   make handouts                                   student notebooks + autograder zips in _build/assign/
-#   make grade SUBMISSIONS=dir OUT=dir [ASSIGNMENT=name] [TIMEOUT=300]   grades.csv + feedback/ in OUT
+#   make grade SUBMISSIONS=dir OUT=dir [ASSIGNMENT=name] [TIMEOUT=300] [GRADE_OPTS="..."]
+#     grades.csv + feedback/ in OUT; GRADE_OPTS goes to the grader as it is, e.g.
+#     GRADE_OPTS="--roster roster.csv --jobs 2 --cell-timeout 60 --only 'Ann Lee'"
 handouts: install
 	$(BIN)/python -m coursetools handouts
 
-grade: handouts
-	@test -n "$(SUBMISSIONS)" -a -n "$(OUT)" || { echo "usage: make grade SUBMISSIONS=dir OUT=dir [ASSIGNMENT=name] [TIMEOUT=300]"; exit 2; }
-	$(BIN)/python -m coursetools grade "$(SUBMISSIONS)" --out "$(OUT)" $(if $(ASSIGNMENT),--assignment "$(ASSIGNMENT)") $(if $(TIMEOUT),--timeout $(TIMEOUT))
+# Builds (when its master changed) only the handout of the assignment graded.
+grade: install
+	@test -n "$(SUBMISSIONS)" -a -n "$(OUT)" || { echo "usage: make grade SUBMISSIONS=dir OUT=dir [ASSIGNMENT=name] [TIMEOUT=300] [GRADE_OPTS=\"...\"]"; exit 2; }
+	$(BIN)/python -m coursetools handouts "$(or $(ASSIGNMENT),$(notdir $(abspath $(SUBMISSIONS))))"
+	$(BIN)/python -m coursetools grade "$(SUBMISSIONS)" --out "$(OUT)" $(if $(ASSIGNMENT),--assignment "$(ASSIGNMENT)") $(if $(TIMEOUT),--timeout $(TIMEOUT)) $(GRADE_OPTS)
 
 # The public tree for students in _build/release/ (no master notebook, no solution, no hidden test):
 # what is pushed to the public repository the site's buttons use (see coursetools/release.py)

@@ -32,6 +32,8 @@ import yaml
 
 from coursetools import leaks
 from coursetools.notebooks import ROOT, notebook_text
+from coursetools.setup_cell import notebooks as setup_notebooks
+from coursetools.setup_cell import problem as setup_problem
 from coursetools.setup_cell import public_repository, release_version
 
 #: What the release copies from the repository (folders whole, less caches and build outputs),
@@ -230,12 +232,24 @@ def _check_out(out: Path, root: Path) -> None:
                            "remove it or choose another folder")
 
 
+def stale_setup_cells(root: Path = ROOT) -> list[str]:
+    """Notebooks whose setup cell does not install labkit from the configured public repository
+    and version (``public_repository`` in ``_config.yml``, ``version`` in ``pyproject.toml``)."""
+    return [msg for nb in setup_notebooks(root) if (msg := setup_problem(nb, root))]
+
+
 def build_release(out: Path = DEFAULT_OUT, root: Path = ROOT) -> Path:
     """Write the release into ``out`` (replacing an earlier release there) and check it for
-    leaks; return ``out``. Raises :class:`ReleaseError` on a bad ``out`` or a leak."""
+    leaks; return ``out``. Raises :class:`ReleaseError` on a bad ``out``, a setup cell that
+    installs from another repository or version than the configured ones, or a leak."""
     out, root = Path(out).resolve(), Path(root).resolve()
     _check_out(out, root)
     url, version = public_repository(root), release_version(root)
+    stale = stale_setup_cells(root)
+    if stale:
+        raise ReleaseError(f"{len(stale)} notebook(s) would not install labkit {version} from "
+                           f"{url}; run `python -m coursetools setup-cell` and commit:\n  "
+                           + "\n  ".join(stale))
     config_text = (root / "_config.yml").read_text(encoding="utf-8")
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)

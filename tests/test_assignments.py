@@ -30,7 +30,8 @@ from coursetools.handouts import masters
 
 FIXTURES = ROOT / "tests" / "fixtures" / "assignments"
 CLASS_ASSIGNMENT = "01_sgd_loop"
-CLASS_TIMEOUT = 60  # seconds per submission in the class folder (the hanging one uses it all)
+CLASS_TIMEOUT = 120  # seconds per submission in the class folder
+CELL_TIMEOUT = 20    # seconds per cell (the hanging cell uses it, then the notebook runs again)
 
 
 MASTERS = masters()
@@ -131,6 +132,7 @@ def graded(assign_build: Path, tmp_path_factory) -> dict[str, dict]:
         cmd = [sys.executable, "-m", "coursetools", "grade", str(folder),
                "--autograder", str(assign_build / name / "autograder" / f"{name}-autograder.zip"),
                "--out", str(base / "out" / name), "--timeout", str(CLASS_TIMEOUT),
+               "--cell-timeout", str(CELL_TIMEOUT),
                "--jobs", "2" if name == CLASS_ASSIGNMENT else "1"]
         running[name] = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE,
                                          stderr=subprocess.STDOUT, text=True)
@@ -266,6 +268,10 @@ def test_class_folder_gives_the_expected_grade_sheet(graded: dict):
         assert (out / "feedback" / f"{row['student']}.txt").exists()
     log = graded[CLASS_ASSIGNMENT]["log"]
     assert "sandbox bubblewrap" in log
+    assert "grade: skipped zipped.py: not a notebook (.ipynb)" in log
+    assert "zipped.py\tnot a notebook (.ipynb)" in (out / "skipped.txt").read_text()
+    hung = (out / "logs" / "hangs.log").read_text()
+    assert "[grader] cell 22 (import time) was still running after 20 s" in hung, hung[-2000:]
 
 
 @pytest.mark.notebooks

@@ -3,10 +3,14 @@
 Every file ``tests/fixtures/hostile/NAME.py`` is one attack, appended as a last cell to a base
 notebook of assignment ``01_sgd_loop`` (its docstring names the base, ``solution``,
 ``untouched`` or a wrong answer of ``tests/fixtures/assignments/01_sgd_loop``, and the status and
-total it must get). One batch grades them all with ``--jobs 2``, followed by two honest
-submissions (the solution and the untouched handout), which must get exactly their own scores:
-nothing a hostile notebook did may reach them, the grading environment, the archive or the
-repository.
+total it must get; optionally ``expect-flags:``, ``repeat: N`` (the cell N times),
+``nested-cell: N`` (a cell nested N parentheses deep before it), ``file-name:``, and ``file:
+symlink`` or ``file: invalid-utf8`` for a crafted file). Each attack prints a marker once it has
+run (``attack-ran: NAME``, or the docstring's ``marker:``), which its test finds in the log: an
+attack that died early (at ``import labkit``, say) fails its test instead of passing unseen. One
+batch grades them all with ``--jobs 2``, followed by two honest submissions (the solution and the
+untouched handout), which must get exactly their own scores: nothing a hostile notebook did may
+reach them, the grading environment, the archive or the repository.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import pytest
 from conftest import NOTEBOOK_TIMES, ROOT
 from test_assignments import with_definitions
 
-from coursetools.grading import integrity, isolation, verdicts
+from coursetools.grading import integrity, isolation, supervise, verdicts, worker
 from coursetools.grading.archive import Autograder
 
 NAME = "01_sgd_loop"
@@ -37,11 +41,44 @@ HONEST = {"zz_honest_solution": ("solution", "ok", 12),
 MEMORY_MB = 2048
 
 
+def fields(fixture: Path) -> dict[str, str]:
+    """The ``key: value`` lines of a fixture's docstring (base, expect-status, ...)."""
+    doc = fixture.read_text().split('"""')[1]
+    return {k: v.strip() for k, v in re.findall(r"^([\w-]+):\s*(.+)$", doc, flags=re.M)}
+
+
 def expectations(fixture: Path) -> tuple[str, str, float]:
     """(base, status, total) from the ``base:``, ``expect-status:``, ``expect-total:`` lines."""
-    doc = fixture.read_text().split('"""')[1]
-    field = {k: v.strip() for k, v in re.findall(r"^([\w-]+):\s*(.+)$", doc, flags=re.M)}
+    field = fields(fixture)
     return field["base"], field["expect-status"], float(field["expect-total"])
+
+
+def file_name(fixture: Path) -> str:
+    return fields(fixture).get("file-name", f"{fixture.stem}.ipynb")
+
+
+def marker(fixture: Path) -> str | None:
+    """What the attack prints once it has run (``attack-ran: NAME`` unless the file says)."""
+    text = fields(fixture).get("marker", f"attack-ran: {fixture.stem}")
+    return None if text == "none" else text
+
+
+def _write(fixture: Path, nb: nbformat.NotebookNode, folder: Path, build: Path) -> None:
+    """The hostile submission: the base with the attack's cell(s), or a crafted file."""
+    field, path = fields(fixture), folder / file_name(fixture)
+    if field.get("file") == "symlink":
+        path.symlink_to(build / NAME / "autograder" / f"{NAME}.ipynb")
+        return
+    code = fixture.read_text()
+    if "nested-cell" in field:
+        depth = int(field["nested-cell"])
+        nb.cells.append(nbformat.v4.new_code_cell("deep = " + "(" * depth + "0" + ")" * depth))
+    nb.cells += [nbformat.v4.new_code_cell(code) for _ in range(int(field.get("repeat", 1)))]
+    if field.get("file") == "invalid-utf8":
+        nb.cells[-1].source = "x = 'MARK'"
+        path.write_bytes(nbformat.writes(nb).encode().replace(b"MARK", b"\xff\xfe"))
+        return
+    nbformat.write(nb, path)
 
 
 def _base(build: Path, base: str) -> nbformat.NotebookNode:
@@ -74,9 +111,7 @@ def hostile(tmp_path_factory) -> dict:
     folder = base / "submissions"
     folder.mkdir()
     for fixture in HOSTILE:
-        nb = _base(build, expectations(fixture)[0])
-        nb.cells.append(nbformat.v4.new_code_cell(fixture.read_text()))
-        nbformat.write(nb, folder / f"{fixture.stem}.ipynb")
+        _write(fixture, _base(build, expectations(fixture)[0]), folder, build)
     for student, (kind, _, _) in HONEST.items():
         nbformat.write(_base(build, kind), folder / f"{student}.ipynb")
     archive = build / NAME / "autograder" / f"{NAME}-autograder.zip"
@@ -90,8 +125,8 @@ def hostile(tmp_path_factory) -> dict:
                           cwd=ROOT, capture_output=True, text=True, timeout=1200)
     NOTEBOOK_TIMES["(grading: hostile submissions, --jobs 2)"] = time.perf_counter() - start
     with open(out / "grades.csv", newline="") as f:
-        rows = {r["student"]: r for r in csv.DictReader(f)}
-    return {"proc": proc, "rows": rows, "out": out, "archive": archive,
+        rows = {r["file"]: r for r in csv.DictReader(f)}
+    return {"proc": proc, "rows": rows, "out": out, "folder": folder, "archive": archive,
             "archive_hash": archive_hash, "before": before, "after": integrity.fingerprint(archive),
             "autograder": Autograder.load(archive)}
 
@@ -99,16 +134,31 @@ def hostile(tmp_path_factory) -> dict:
 @pytest.mark.notebooks
 @pytest.mark.parametrize("fixture", HOSTILE, ids=[f.stem for f in HOSTILE])
 def test_hostile_submission_scores_only_its_honest_work(hostile: dict, fixture: Path):
+    """Each attack ran (its marker is in the log) and scored only what its honest work earns."""
     _, status, total = expectations(fixture)
-    row = hostile["rows"][fixture.stem]
+    name = file_name(fixture)
+    csv_name = "'" + name if name.startswith(("=", "+", "-", "@")) else name
+    if status == "skipped":
+        assert csv_name not in hostile["rows"] and name not in hostile["rows"]
+        assert f"{name}\ta symbolic link: not followed" in (hostile["out"] / "skipped.txt"
+                                                            ).read_text()
+        assert (hostile["folder"] / name).is_symlink()
+        return
+    row = hostile["rows"][csv_name]
     assert row["status"] == status, row
     assert float(row["total"]) == total, row
+    assert row["flags"] == fields(fixture).get("expect-flags", ""), row
+    expected = marker(fixture)
+    if expected:
+        key = supervise.safe_key(name[:-len(".ipynb")])
+        log = (hostile["out"] / "logs" / f"{key}.log").read_text(errors="replace")
+        assert expected in log, f"the attack did not run: {expected!r} not in its log"
 
 
 @pytest.mark.notebooks
 def test_honest_submissions_after_them_are_graded_right(hostile: dict):
     for student, (_, status, total) in HONEST.items():
-        row = hostile["rows"][student]
+        row = hostile["rows"][f"{student}.ipynb"]
         assert (row["status"], float(row["total"])) == (status, total), row
 
 
@@ -126,7 +176,7 @@ def test_nothing_else_changed(hostile: dict):
 
 @pytest.mark.notebooks
 def test_memory_exhaustion_is_named(hostile: dict):
-    row = hostile["rows"]["exhausts_memory"]
+    row = hostile["rows"]["exhausts_memory.ipynb"]
     assert row["detail"] == f"more than {MEMORY_MB:,} MB of memory, stopped", row
     feedback = (hostile["out"] / "feedback" / "exhausts_memory.txt").read_text()
     assert "more memory than grading allows" in feedback
@@ -161,15 +211,8 @@ def test_hidden_messages_quote_no_value_from_the_sandbox(tmp_path: Path):
             if not test.hidden:
                 continue
             for value in values:
-                namespace: dict = {}
-                exec(compile(test.check, test.name, "exec"), namespace)
-                try:
-                    namespace["check"](value)
-                except AssertionError as err:
-                    message = str(err)
-                except Exception:
-                    message = verdicts.HIDDEN_BAD_VALUE
-                else:
+                passed, message = verdicts.verdict(test, {"value": worker.encode(value)})
+                if passed:
                     continue
                 assert not any(p in message for p in plants), (test.name, value, message)
                 checked += 1

@@ -142,3 +142,26 @@ def test_the_book_builds_from_the_release_alone(tree: Path):
     assert "Show code cell source" in hidden and "LABKIT_INSTALL" in hidden, \
         "the setup cell is not shown collapsed"
     assert release.leaks_in(html, MASTERS) == []
+
+
+def test_a_setup_cell_installing_from_elsewhere_stops_the_release(tmp_path: Path):
+    """Changing ``public_repository`` (or the version) without refreshing the setup cells: the
+    release names every stale notebook and is not written."""
+    root = tmp_path / "repo"
+    for name in ("_config.yml", "pyproject.toml", "requirements.txt"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, root / name)
+    chapter = sorted((ROOT / "chapters").glob("*/*.ipynb"))[0]
+    (root / "chapters" / chapter.parent.name).mkdir(parents=True)
+    shutil.copy(chapter, root / "chapters" / chapter.parent.name / chapter.name)
+    assert release.stale_setup_cells(root) == []
+    config = (root / "_config.yml").read_text()
+    assert public_repository() in config
+    (root / "_config.yml").write_text(config.replace(public_repository(),
+                                                     "https://github.com/someone/next-term"))
+    stale = release.stale_setup_cells(root)
+    assert len(stale) == 1 and chapter.name in stale[0]
+    with pytest.raises(release.ReleaseError, match="would not install labkit"):
+        release.build_release(tmp_path / "out", root=root)
+    assert not (tmp_path / "out").exists()
+    assert release.stale_setup_cells(ROOT) == [], "the repository's own setup cells are stale"

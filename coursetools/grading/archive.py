@@ -28,6 +28,7 @@ from pathlib import Path
 from coursetools.notebooks import ROOT
 
 BUILD = ROOT / "_build" / "assign"
+EXTRA = "coursetools.json"  # in a Gradescope archive: the declarations, the handout's code
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,8 @@ class Autograder:
     name: str | None
     questions: dict[str, float]
     tests: list[Test]
+    forbidden: tuple[str, ...] = ()   # references the answers may not use (the master declares)
+    provided: frozenset = frozenset()  # the handout's own statements (not the student's code)
 
     @classmethod
     def load(cls, path: Path) -> Autograder:
@@ -126,13 +129,46 @@ class Autograder:
                     q, points, found = read_tests(zf.read(member).decode(), member)
                     questions[q] = points if points is not None else sum(t.points for t in found)
                     tests += found
+            extra = json.loads(zf.read(EXTRA)) if EXTRA in names else None
         order = sorted(questions, key=_natural)
         tests.sort(key=lambda t: order.index(t.question))  # keeps each file's order of tests
-        return cls(path, config.get("assignment_name"), {q: questions[q] for q in order}, tests)
+        name = config.get("assignment_name")
+        if extra is None:
+            extra = declarations(name, path)
+        from coursetools.grading.references import provided_statements
+
+        return cls(path, name, {q: questions[q] for q in order}, tests,
+                   tuple(extra.get("forbidden", ())),
+                   frozenset(provided_statements(extra.get("handout_cells", []))))
 
     @property
     def possible(self) -> float:
         return sum(self.questions.values())
+
+
+def declarations(name: str | None, archive: Path) -> dict:
+    """What the master declares for grading (``forbidden``) and the handout's code cells.
+
+    Read from the master ``labs/assignments/NAME.ipynb`` (its metadata ``coursetools``) and the
+    handout built beside the archive (else the committed ``labs/handouts/NAME.ipynb``); an
+    archive made by ``python -m coursetools gradescope`` carries both in ``coursetools.json``.
+    """
+    import nbformat
+
+    if not name:
+        return {}
+    found: dict = {}
+    master = ROOT / "labs" / "assignments" / f"{name}.ipynb"
+    if master.is_file():
+        meta = nbformat.read(master, as_version=4).metadata.get("coursetools", {})
+        found["forbidden"] = list(meta.get("forbidden", []))
+    for handout in (archive.parent.parent / "student" / f"{name}.ipynb",
+                    ROOT / "labs" / "handouts" / f"{name}.ipynb"):
+        if handout.is_file():
+            nb = nbformat.read(handout, as_version=4)
+            found["handout_cells"] = [c.source for c in nb.cells if c.cell_type == "code"]
+            break
+    return found
 
 
 def find_autograder(assignment: str, build: Path = BUILD) -> Path:

@@ -7,7 +7,9 @@ import sys
 import time
 from pathlib import Path
 
+from coursetools.grading import gradebook
 from coursetools.grading.archive import Autograder, find_autograder
+from coursetools.grading.intake import read_roster
 from coursetools.grading.supervise import STATUSES, Limits, grade_folder
 
 
@@ -19,7 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--assignment", help="name of an assignment built by make handouts")
     parser.add_argument("--autograder", type=Path, help="an autograder archive (.zip)")
     parser.add_argument("--out", type=Path, required=True, help="folder for grades.csv etc.")
-    parser.add_argument("--timeout", type=float, default=300, help="seconds per submission")
+    parser.add_argument("--timeout", type=float, default=300,
+                        help="seconds per submission, all cells and tests together")
+    parser.add_argument("--cell-timeout", type=float, default=120,
+                        help="seconds one cell may run; a cell past it is skipped (the notebook "
+                             "runs again without it) and the log names it")
     parser.add_argument("--max-output", type=int, default=2_000_000,
                         help="bytes of output a submission may print")
     parser.add_argument("--memory", type=int, default=4096,
@@ -29,8 +35,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="submissions graded at once")
     parser.add_argument("--unsafe-no-sandbox", action="store_true",
                         help="grade even where no sandbox can be made (recorded in the CSV)")
+    parser.add_argument("--show-hidden-messages", action="store_true",
+                        help="feedback quotes the messages of failed hidden tests (after the "
+                             "deadline); by default it gives their name and verdict only")
     parser.add_argument("--no-hidden-messages", action="store_true",
-                        help="feedback names failed hidden tests but does not quote their message")
+                        help=argparse.SUPPRESS)  # the default now; kept for old scripts
+    parser.add_argument("--roster", type=Path,
+                        help="CSV of the class (Canvas or Moodle gradebook export): match each "
+                             "file to a student, and write canvas.csv and moodle.csv")
+    parser.add_argument("--only", nargs="+", metavar="STUDENT",
+                        help="regrade only these students (or files); merged into OUT")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start a new grades.csv instead of merging into the existing one")
+    parser.add_argument("--column", help="the gradebook column's name (default: the assignment)")
     args = parser.parse_args(argv)
     if args.autograder:
         archive = args.autograder
@@ -38,11 +55,17 @@ def main(argv: list[str] | None = None) -> int:
         archive = find_autograder(args.assignment or args.submissions.resolve().name)
     autograder = Autograder.load(archive)
     start = time.perf_counter()
-    limits = Limits(timeout=args.timeout, max_output=args.max_output, memory_mb=args.memory,
+    limits = Limits(timeout=args.timeout, cell_timeout=args.cell_timeout,
+                    max_output=args.max_output, memory_mb=args.memory,
                     max_processes=args.max_processes)
+    roster = read_roster(args.roster) if args.roster else None
     rows, changes = grade_folder(args.submissions, autograder, args.out, limits=limits,
                                  jobs=args.jobs, unsafe=args.unsafe_no_sandbox,
-                                 hidden_messages=not args.no_hidden_messages)
+                                 hidden_messages=args.show_hidden_messages, roster=roster,
+                                 only=args.only, merge=not args.fresh)
+    if roster is not None:
+        for line in gradebook.export(args.out, autograder, roster, args.column):
+            print(f"grade: {line}", flush=True)
     counts = {s: sum(r.status == s for r in rows) for s in STATUSES if any(r.status == s
                                                                             for r in rows)}
     seconds = time.perf_counter() - start

@@ -24,6 +24,7 @@ from pathlib import Path
 INSTALL = "apt-get install -y bubblewrap"
 WORKER = Path(__file__).with_name("worker.py")
 INSIDE_WORKER = "/opt/grader/worker.py"
+INSIDE_LIB = "/opt/grader/lib"  # first on the notebook's sys.path: the labkit the grader uses
 NOBODY = "65534"
 
 
@@ -40,6 +41,13 @@ def python_roots() -> list[Path]:
     system = (Path("/usr"), Path("/etc"))
     roots = {r for r in roots if not any(r.is_relative_to(s) for s in system)}
     return sorted(r for r in roots if not any(r != o and r.is_relative_to(o) for o in roots))
+
+
+def labkit_dir() -> Path:
+    """The ``labkit`` package the grader itself imports (the notebooks import the same)."""
+    import labkit
+
+    return Path(labkit.__file__).resolve().parent
 
 
 def worker_argv(args: list[str]) -> list[str]:
@@ -63,21 +71,38 @@ def sandbox_command(inside: list[str], *, tmp_bytes: int = 512 << 20) -> list[st
             cmd += ["--ro-bind", str(top), str(top)]
     for root in python_roots():
         cmd += ["--ro-bind", str(root), str(root)]
+    prefix = Path(sys.prefix)
+    if prefix.is_absolute() and prefix.resolve() != prefix and not any(
+            prefix.is_relative_to(r) for r in python_roots()):
+        cmd += ["--ro-bind", str(prefix.resolve()), str(prefix)]  # a virtual environment linked
+    cmd += ["--ro-bind", str(labkit_dir()), f"{INSIDE_LIB}/labkit"]  # the grader's own labkit
     cmd += ["--ro-bind", str(WORKER), INSIDE_WORKER, "--dir", "/tmp/home", "--dir", "/tmp/work",
             "--chdir", "/tmp/work", "--clearenv"]
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
            "HOME": "/tmp/home", "TMPDIR": "/tmp", "LANG": "C.UTF-8", "MPLBACKEND": "agg",
            "MPLCONFIGDIR": "/tmp/home/.matplotlib", "IPYTHONDIR": "/tmp/home/.ipython",
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0",
-           "PYTHONDONTWRITEBYTECODE": "1", "PIP_NO_INDEX": "1", "VIRTUAL_ENV": sys.prefix}
+           "PYTHONDONTWRITEBYTECODE": "1", "PIP_NO_INDEX": "1", "VIRTUAL_ENV": sys.prefix,
+           "GRADER_SYS_PATH": INSIDE_LIB}
     for key, value in env.items():
         cmd += ["--setenv", key, value]
     return cmd + ["--", *inside]
 
 
+#: Without a sandbox, the user the worker runs as (set where the grader is root, e.g. inside
+#: Gradescope's container: see :mod:`coursetools.grading.gradescope`); None: the grader's own.
+FALLBACK_USER: str | None = None
+
+
 def unsafe_command(worker_args: list[str]) -> list[str]:
-    """Without a sandbox (``--unsafe-no-sandbox``): the worker in a plain process."""
-    return [sys.executable, "-I", str(WORKER), *worker_args]
+    """Without a sandbox (``--unsafe-no-sandbox``): the worker in a plain process, as
+    :data:`FALLBACK_USER` (``setpriv``, every capability and group dropped) when that is set."""
+    cmd = [sys.executable, "-I", str(WORKER), *worker_args]
+    if FALLBACK_USER:
+        cmd = [shutil.which("setpriv") or "setpriv", "--reuid", FALLBACK_USER, "--regid",
+               FALLBACK_USER, "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
+               "--", *cmd]
+    return cmd
 
 
 def sandbox_problem() -> str | None:

@@ -14,8 +14,10 @@ from __future__ import annotations
 import ast
 import json
 import os
+import queue
 import re
 import resource
+import secrets
 import signal
 import subprocess
 import tempfile
@@ -25,15 +27,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coursetools.grading import integrity, isolation, verdicts
+from coursetools.grading import classreport, integrity, isolation, references, verdicts
 from coursetools.grading.archive import Autograder
+from coursetools.grading.intake import Submission, discover, match
 from coursetools.grading.reports import points, write_reports
 
-STUDENT_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]*\.ipynb$")
+MAX_NOTEBOOK = 64 << 20    # bytes of a notebook file
 STATUSES = ("ok", "wrong-filename", "not-a-notebook", "wrong-assignment", "timeout",
             "output-flood", "memory", "exited", "crashed")
 MAX_ANSWER = 64 << 20      # bytes of JSON the sandbox may send back
 TMP_BYTES = 512 << 20      # size of the sandbox's writable /tmp
+MAX_FRAMES = 1_000_000     # frames the sandbox may send (one per cell, two more)
+MAX_RERUNS = 5             # cells skipped after running past the time limit per cell
 
 
 @dataclass
@@ -45,30 +50,43 @@ class Row:
     questions: dict = field(default_factory=dict)
     total: float = 0
     seconds: float = 0.0
+    key: str = ""                   # unique, safe name of its feedback, results and log files
+    flags: str = ""                 # forbidden references its code uses
+    roster: dict | None = None      # its student's roster row
+    problem: str = ""               # why it matched no one on the roster
 
 
 @dataclass
 class Limits:
-    timeout: float = 300            # seconds of wall-clock time
+    timeout: float = 300            # seconds of wall-clock time, all cells and tests
+    cell_timeout: float = 120       # seconds one cell may run
     max_output: int = 2_000_000     # bytes printed
     memory_mb: int = 4096           # resident memory of the whole sandbox
     max_processes: int = 64         # processes in the sandbox at once
 
 
-def classify(path: Path) -> tuple[str | None, str]:
-    """(status, detail) for a file that cannot be graded, or (None, '') for a notebook."""
-    if not path.is_file():
-        return "wrong-filename", "a folder or special file, not a notebook file"
-    if not STUDENT_FILE.match(path.name):
-        return "wrong-filename", ("expected STUDENT.ipynb (letters, digits, '.', '_', '-', '@'), "
-                                  f"got {path.name!r}")
+def read_notebook(path: Path):
+    """The notebook at ``path``, read as data, without following a symbolic link."""
     import nbformat
 
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(MAX_NOTEBOOK + 1)
+    if len(data) > MAX_NOTEBOOK:
+        raise ValueError(f"larger than {MAX_NOTEBOOK >> 20} MB")
+    return nbformat.reads(data.decode("utf-8"), as_version=4)
+
+
+def classify(sub: Submission) -> tuple[str | None, str, object]:
+    """(status, detail, None) for a file that cannot be graded, or (None, '', notebook)."""
+    if sub.problem and not sub.problem.startswith("matches"):
+        return "wrong-filename", f"{sub.problem}: {sub.file!r}"[:300], None
     try:
-        nbformat.read(path, as_version=4)
-    except Exception as err:  # not JSON, not a notebook, unreadable
-        return "not-a-notebook", f"could not read it as a notebook: {type(err).__name__}"[:200]
-    return None, ""
+        nb = read_notebook(sub.path)
+    except Exception as err:  # not JSON, not UTF-8, not a notebook, a link, unreadable
+        return ("not-a-notebook",
+                f"could not read it as a notebook: {type(err).__name__}"[:200], None)
+    return None, "", nb
 
 
 def _grader_call(source: str) -> bool:
@@ -83,26 +101,40 @@ def _grader_call(source: str) -> bool:
         and getattr(s.value.func.value, "id", "") == "grader" for s in tree.body)
 
 
-def code_cells(path: Path) -> list[str]:
-    import nbformat
+def code_cells(nb) -> list[tuple[int, str]]:
+    """(number, source) of the code cells to run: the number counts every cell from the top."""
+    return [(n, c.source) for n, c in enumerate(nb.cells, start=1)
+            if c.cell_type == "code" and not _grader_call(c.source)]
 
-    nb = nbformat.read(path, as_version=4)
-    return [c.source for c in nb.cells if c.cell_type == "code" and not _grader_call(c.source)]
 
-
-def assignment_of(path: Path) -> str | None:
-    import nbformat
-
-    return nbformat.read(path, as_version=4).metadata.get("otter", {}).get("assignment_name")
+def assignment_of(nb) -> str | None:
+    otter = nb.metadata.get("otter", {})
+    return otter.get("assignment_name") if isinstance(otter, dict) else None
 
 
 class _Frames(threading.Thread):
-    """Reads the worker's frames (size-limited JSON) from a pipe into a list."""
+    """Reads the worker's frames (size-limited JSON) from a pipe into a queue.
+
+    The supervisor takes them with :meth:`take`, which removes what it returns: a frame that
+    arrives while the supervisor handles others waits in the queue (never dropped).
+    """
 
     def __init__(self, fd: int):
         super().__init__(daemon=True)
-        self.fd, self.frames, self.problem = fd, [], ""
-        self.event = threading.Event()
+        self.fd, self.problem, self.count = fd, "", 0
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+
+    def take(self, timeout: float) -> list[dict]:
+        """The frames received so far and not yet taken (waiting up to ``timeout`` for one)."""
+        try:
+            frames = [self.queue.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                frames.append(self.queue.get_nowait())
+            except queue.Empty:
+                return frames
 
     def _exactly(self, n: int) -> bytes | None:
         chunks, got = [], 0
@@ -124,30 +156,33 @@ class _Frames(threading.Thread):
                 if size > MAX_ANSWER:
                     self.problem = f"the notebook's answers were larger than {MAX_ANSWER >> 20} MB"
                     return
+                self.count += 1
+                if self.count > MAX_FRAMES:
+                    self.problem = f"the notebook sent more than {MAX_FRAMES:,} frames"
+                    return
                 body = self._exactly(size)
                 if body is None:
                     return
                 frame = json.loads(body.decode())
                 if not isinstance(frame, dict):
                     raise ValueError("not an object")
-                self.frames.append(frame)
-                self.event.set()
+                self.queue.put(frame)
         except (ValueError, RecursionError, UnicodeDecodeError) as err:
             self.problem = f"the notebook's answers could not be read ({type(err).__name__})"
         finally:
             os.close(self.fd)
-            self.event.set()
 
 
 class _Output(threading.Thread):
     """Copies the sandbox's printed output to the log, up to the limit, and counts it."""
 
-    def __init__(self, stream, log: Path, limit: int):
+    def __init__(self, stream, log: Path, limit: int, append: bool = False):
         super().__init__(daemon=True)
         self.stream, self.log, self.limit, self.count = stream, log, limit, 0
+        self.mode = "ab" if append else "wb"
 
     def run(self):
-        with open(self.log, "wb") as log:
+        with open(self.log, self.mode) as log:
             while True:
                 chunk = self.stream.read1(1 << 16)
                 if not chunk:
@@ -208,89 +243,166 @@ def _death(code: int, sandboxed: bool) -> tuple[str, str]:
     return "exited", f"the kernel exited with code {code} before grading finished"
 
 
-def run_submission(path: Path, autograder: Autograder, log_path: Path, limits: Limits,
-                   sandboxed: bool) -> tuple[str, str, dict | None]:
-    """(status, detail, probe values or None) for one notebook, run in a fresh sandbox.
+@dataclass
+class Outcome:
+    """What one sandboxed run of a notebook gave: a status, and for ``ok`` the probe values."""
 
-    For ``ok`` the detail counts the cells that raised an error (as the worker reports it).
+    status: str
+    detail: str = ""
+    values: dict | None = None
+    failures: dict = field(default_factory=dict)   # cell index -> "SyntaxError: ..."
+    skipped: list = field(default_factory=list)    # cells stopped at the time limit per cell
+    running: int | None = None                     # the cell running when it was stopped
+
+
+def run_submission(cells: list[tuple[int, str]], autograder: Autograder, log_path: Path,
+                   limits: Limits, sandboxed: bool) -> Outcome:
+    """The :class:`Outcome` of one notebook, run in a fresh sandbox (again, per hung cell).
+
+    A cell still running after ``limits.cell_timeout`` seconds is stopped with the whole sandbox;
+    the notebook then runs again, in a fresh sandbox, without that cell (up to
+    :data:`MAX_RERUNS` cells), so that a hung cell costs only what depends on it. The log names
+    each such cell; ``limits.timeout`` bounds all the runs together.
     """
-    with tempfile.TemporaryDirectory(prefix="grade-") as scratch:  # used without a sandbox
-        return _run(path, autograder, log_path, limits, sandboxed, Path(scratch))
+    deadline = time.perf_counter() + limits.timeout
+    skipped: list[int] = []
+    while True:
+        with tempfile.TemporaryDirectory(prefix="grade-") as scratch:  # used without a sandbox
+            outcome = _run(cells, autograder, log_path, limits, sandboxed, Path(scratch),
+                           skipped, deadline)
+        if outcome.status != "cell-timeout":
+            outcome.skipped = skipped
+            return outcome
+        skipped.append(outcome.running)
+        note = (f"cell {cells[outcome.running][0]} ({_first_line(cells[outcome.running][1])}) "
+                f"was still running after "
+                f"{limits.cell_timeout:g} s (the time limit per cell): stopped")
+        if len(skipped) > MAX_RERUNS:
+            _note(log_path, f"{note}; {len(skipped)} cells hung: not run again")
+            return Outcome("timeout", f"{len(skipped)} cells ran past the time limit per cell "
+                           f"({limits.cell_timeout:g} s)", skipped=skipped,
+                           running=outcome.running)
+        _note(log_path, f"{note}; the notebook runs again without it")
 
 
-def _run(path: Path, autograder: Autograder, log_path: Path, limits: Limits, sandboxed: bool,
-         scratch: Path) -> tuple[str, str, dict | None]:
+def _note(log_path: Path, text: str) -> None:
+    with open(log_path, "a") as log:
+        log.write(f"\n[grader] {text}\n")
+
+
+def _first_line(source: str) -> str:
+    line = next((x.strip() for x in source.splitlines() if x.strip()), "")
+    return line if len(line) <= 60 else line[:57] + "..."
+
+
+def _run(cells: list[tuple[int, str]], autograder: Autograder, log_path: Path, limits: Limits,
+         sandboxed: bool, scratch: Path, skip: list[int], deadline: float) -> Outcome:
     read_fd, write_fd = os.pipe()
     args = [str(write_fd)]
     if sandboxed:
         cmd, env = isolation.sandbox_command(isolation.worker_argv(args), tmp_bytes=TMP_BYTES), None
     else:
         cmd = isolation.unsafe_command(args)
+        if isolation.FALLBACK_USER:
+            os.chmod(scratch, 0o777)  # the unprivileged user's home and working folder
         env = {"PATH": os.environ.get("PATH", ""), "HOME": str(scratch), "TMPDIR": str(scratch),
-               "MPLBACKEND": "agg", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+               "MPLBACKEND": "agg", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+               "GRADER_SYS_PATH": str(isolation.labkit_dir().parent)}
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, pass_fds=(write_fd,), cwd=scratch, env=env,
                             start_new_session=True,
                             preexec_fn=_limit_resources(limits.memory_mb))
     os.close(write_fd)
-    frames, output = _Frames(read_fd), _Output(proc.stdout, log_path, limits.max_output)
+    frames = _Frames(read_fd)
+    output = _Output(proc.stdout, log_path, limits.max_output, append=bool(skip))
     frames.start()
     output.start()
-    threading.Thread(target=_send, args=(proc.stdin, {"cells": code_cells(path)}),
+    threading.Thread(target=_send, args=(proc.stdin, {"cells": [c for _, c in cells],
+                                                       "skip": skip}),
                      daemon=True).start()
-    start, verdict, probes_sent, answer, errors = time.perf_counter(), None, False, None, 0
+    # Only the reply that carries this run's nonce counts as the answer: the nonce exists only in
+    # the probes, so no frame written before they were sent (by a background process, say) can.
+    nonce = secrets.token_hex(16)
+    verdict, probes_sent, answer, failures, errors = None, False, None, {}, 0
+    running, cell_start, last_check = None, time.perf_counter(), 0.0
     try:
-        while True:
-            frames.event.wait(0.1)
-            frames.event.clear()
-            for frame in frames.frames:
-                if frame.get("event") == "memory":
+        while verdict is None and answer is None:
+            # Decided before taking: once the worker and the reader have both ended, every frame
+            # is in the queue, and this take drains it (a frame never arrives after the check).
+            ended = proc.poll() is not None and not frames.is_alive()
+            for frame in frames.take(0 if ended else 0.1):
+                event = frame.get("event")
+                if event == "memory":
                     verdict = ("memory", f"more than {limits.memory_mb:,} MB of memory, stopped")
-                elif frame.get("event") == "cells" and not probes_sent:
-                    probes_sent = True
+                elif event == "cell" and not probes_sent:
+                    index = frame.get("index")
+                    if type(index) is int and 0 <= index < len(cells):
+                        running, cell_start = index, time.perf_counter()
+                elif event == "cells" and not probes_sent:
+                    probes_sent, running = True, None
+                    failures = _failures(frame.get("failures"), len(cells))
                     count = frame.get("errors")
                     errors = min(count, 10_000) if type(count) is int and count > 0 else 0
-                    probes = [{"name": t.name, "params": list(t.params), "source": t.probe}
-                              for t in autograder.tests]
-                    threading.Thread(target=_send, args=(proc.stdin, {"tests": probes}),
+                    probes = [{"name": t.name, "params": list(t.params), "source": t.probe,
+                               "seed": 0} for t in autograder.tests]
+                    threading.Thread(target=_send, args=(proc.stdin, {"tests": probes,
+                                                                      "nonce": nonce}),
                                      daemon=True).start()
-                elif frame.get("event") == "probes" and probes_sent:
+                elif event == "probes" and probes_sent and frame.get("nonce") == nonce:
                     answer = frame
-            frames.frames.clear()
-            if verdict or answer is not None:
+                    break
+                if verdict:
+                    break
+            if verdict or answer is not None or ended:
                 break
+            now = time.perf_counter()
             if frames.problem:
                 verdict = ("crashed", frames.problem)
-                break
-            if output.count > limits.max_output:
+            elif output.count > limits.max_output:
                 verdict = ("output-flood", f"more than {limits.max_output:,} bytes of output")
-                break
-            if time.perf_counter() - start > limits.timeout:
-                verdict = ("timeout", f"still running after {limits.timeout:g} s, stopped")
-                break
-            procs = _tree(proc.pid)
-            if _rss_mb(procs) > limits.memory_mb:
-                verdict = ("memory", f"more than {limits.memory_mb:,} MB of memory, stopped")
-                break
-            if len(procs) > limits.max_processes + 3:  # bwrap, its init and the worker
-                verdict = ("crashed", f"started more than {limits.max_processes} processes, "
-                                      "stopped")
-                break
-            if proc.poll() is not None and not frames.is_alive():
-                break
+            elif now > deadline:
+                where = (f" (in cell {cells[running][0]}: {_first_line(cells[running][1])})"
+                         if running is not None else
+                         " (answering the tests)" if probes_sent else "")
+                verdict = ("timeout", f"still running after {limits.timeout:g} s{where}, stopped")
+            elif running is not None and now - cell_start > limits.cell_timeout:
+                _kill_all(proc)
+                output.join(5)
+                return Outcome("cell-timeout", running=running)
+            elif now - last_check >= 0.1:  # the process tree (every process's /proc): rarely
+                last_check = now
+                procs = _tree(proc.pid)
+                if _rss_mb(procs) > limits.memory_mb:
+                    verdict = ("memory", f"more than {limits.memory_mb:,} MB of memory, stopped")
+                elif len(procs) > limits.max_processes + 3:  # bwrap, its init and the worker
+                    verdict = ("crashed", f"started more than {limits.max_processes} processes, "
+                                          "stopped")
     finally:
         _kill_all(proc)
     output.join(5)
     if output.count > limits.max_output and verdict is None and answer is None:
         verdict = ("output-flood", f"more than {limits.max_output:,} bytes of output")
     if verdict:
-        return verdict[0], verdict[1], None
+        if verdict[0] == "timeout":
+            _note(log_path, verdict[1])
+        return Outcome(verdict[0], verdict[1], failures=failures, running=running)
     if answer is None:
         status, detail = _death(proc.returncode, sandboxed)
-        return status, detail, None
+        return Outcome(status, detail, failures=failures)
     values = answer.get("values")
-    return ("ok", f"{errors} cell(s) raised an error" if errors else "",
-            values if isinstance(values, dict) else {})
+    return Outcome("ok", f"{errors} cell(s) raised an error" if errors else "",
+                   values if isinstance(values, dict) else {}, failures=failures)
+
+
+def _failures(reported, count: int) -> dict[int, str]:
+    """{cell index: 'SyntaxError: ...'} from the worker's report, kept only where well formed."""
+    found: dict[int, str] = {}
+    if isinstance(reported, list):
+        for item in reported[:200]:
+            if isinstance(item, list) and len(item) == 2 and type(item[0]) is int \
+                    and 0 <= item[0] < count and isinstance(item[1], str):
+                found[item[0]] = item[1][:300]
+    return found
 
 
 def _kill_all(proc: subprocess.Popen) -> None:
@@ -318,52 +430,82 @@ def _kill_all(proc: subprocess.Popen) -> None:
             pass
 
 
-def grade_one(path: Path, autograder: Autograder, out: Path, *, limits: Limits,
-              sandboxed: bool = True, unsafe_note: str = "") -> Row:
+def grade_one(sub: Submission, autograder: Autograder, out: Path, *, limits: Limits,
+              key: str, sandboxed: bool = True, unsafe_note: str = "") -> Row:
     """Grade one file in a fresh sandbox; never raises for a bad submission."""
-    student = path.name.split(".")[0] or path.name
-    status, detail = classify(path)
+    row = Row(sub.student, sub.file, "", key=key, roster=sub.roster, problem=sub.problem)
+    status, detail, nb = classify(sub)
     if status:
-        return Row(student, path.name, status, detail)
-    name = assignment_of(path)
+        row.status, row.detail = status, detail
+        return row
+    name = assignment_of(nb)
     if autograder.name and name not in (None, autograder.name):
-        return Row(student, path.name, "wrong-assignment",
-                   f"this notebook is {name!r}, not {autograder.name!r}")
+        row.status, row.detail = ("wrong-assignment",
+                                  f"this notebook is {name!r}, not {autograder.name!r}")
+        return row
     start = time.perf_counter()
-    log_path = out / "logs" / f"{student}.log"
-    status, detail, values = run_submission(path, autograder, log_path, limits, sandboxed)
-    note = "; ".join(x for x in (detail, unsafe_note) if x)
-    if status != "ok":
-        return Row(student, path.name, status, note, seconds=time.perf_counter() - start)
-    questions, total = verdicts.score(autograder, values)
-    return Row(student, path.name, "ok", note, questions, total, time.perf_counter() - start)
+    cells = code_cells(nb)
+    found = references.find(cells, autograder)
+    outcome = run_submission(cells, autograder, out / "logs" / f"{key}.log", limits, sandboxed)
+    skipped = [f"cell {cells[i][0]} ran past the time limit per cell ({limits.cell_timeout:g} s) "
+               "and was skipped" for i in outcome.skipped]
+    row.detail = "; ".join(x for x in (outcome.detail, *skipped, unsafe_note) if x)
+    row.status, row.seconds = outcome.status, time.perf_counter() - start
+    if outcome.status != "ok":
+        return row
+    context = verdicts.Context(cells, outcome.failures, outcome.skipped, found)
+    row.questions, row.total = verdicts.score(autograder, outcome.values, context)
+    row.flags = "; ".join(sorted(found))
+    row.seconds = time.perf_counter() - start
+    return row
+
+
+def safe_key(name: str) -> str:
+    """A file name for a student's feedback, results and log: no separator, no leading dot."""
+    key = re.sub(r"[\x00-\x1f\x7f/\\]", "_", name).strip().lstrip(".")
+    return key[:120] or "_"
 
 
 def grade_folder(submissions: Path, autograder: Autograder, out: Path, *,
                  limits: Limits | None = None, jobs: int = 2, unsafe: bool = False,
-                 hidden_messages: bool = True) -> tuple[list[Row], list[str]]:
-    """Grade every entry of ``submissions``; write grades.csv, feedback/ and results/ to ``out``.
+                 hidden_messages: bool = False, roster: list[dict] | None = None,
+                 only: list[str] | None = None, merge: bool = True,
+                 ) -> tuple[list[Row], list[str]]:
+    """Grade every notebook of ``submissions``; write grades.csv, feedback/ and results/ to ``out``.
 
-    Returns the rows and the changes found in the grading environment or the archive (which
-    must be none).
+    ``only`` restricts grading to the students or files named; with ``merge`` the rows join
+    those of an existing ``out/grades.csv`` (a regrade replaces its own students' rows only).
+    Returns the rows graded now and the changes found in the grading environment or the archive
+    (which must be none).
     """
     limits = limits or Limits()
     if not submissions.is_dir():
         raise SystemExit(f"grade: {submissions} is not a folder of submissions")
     for sub in ("feedback", "results", "logs"):
         (out / sub).mkdir(parents=True, exist_ok=True)
+    found, skipped = discover(submissions)
+    if roster is not None:
+        match(found, roster)
+    if only:
+        wanted = set(only)
+        found = [s for s in found if s.student in wanted or s.file in wanted
+                 or Path(s.file).stem in wanted]
+    for rel, why in skipped:
+        print(f"grade: skipped {rel}: {why}", flush=True)
     unsafe_note = isolation.require_sandbox(unsafe) or ""
     sandboxed = not unsafe_note
     print(f"grade: {autograder.name}: "
           + ("sandbox bubblewrap (no network, read-only system, own PID namespace, nobody)"
              if sandboxed else unsafe_note), flush=True)
     before = integrity.fingerprint(autograder.path)
-    entries = sorted(submissions.iterdir(), key=lambda p: p.name)
+    students = [s.student for s in found]
+    keys = [safe_key(s.student if students.count(s.student) == 1 else
+                     s.file[:-len(".ipynb")].replace("/", "__")) for s in found]
     lock = threading.Lock()
 
-    def one(path: Path) -> Row:
-        row = grade_one(path, autograder, out, limits=limits, sandboxed=sandboxed,
-                        unsafe_note=unsafe_note)
+    def one(item: tuple[Submission, str]) -> Row:
+        row = grade_one(item[0], autograder, out, limits=limits, key=item[1],
+                        sandboxed=sandboxed, unsafe_note=unsafe_note)
         with lock:
             print(f"grade: {row.file:32s} {row.status:16s} {points(row.total):>6s} / "
                   f"{points(autograder.possible)}  ({row.seconds:.1f} s) {row.detail}",
@@ -371,11 +513,12 @@ def grade_folder(submissions: Path, autograder: Autograder, out: Path, *,
         return row
 
     with ThreadPoolExecutor(max(1, jobs)) as pool:
-        rows = list(pool.map(one, entries))
+        rows = list(pool.map(one, zip(found, keys)))
     changes = integrity.compare(before, integrity.fingerprint(autograder.path))
-    students = [r.student for r in rows]
-    for r in rows:  # two files of one student must not overwrite each other's feedback
-        if students.count(r.student) > 1:
-            r.student = r.file
-    write_reports(rows, autograder, out, hidden_messages)
+    for row in rows:  # two files of one student: each row says so
+        if students.count(row.student) > 1:
+            row.detail = "; ".join(x for x in (row.detail, f"{students.count(row.student)} "
+                                               "files from this student") if x)
+    write_reports(rows, autograder, out, hidden_messages, skipped=skipped, merge=merge)
+    classreport.write_report(out, autograder)
     return rows, changes

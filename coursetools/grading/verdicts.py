@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import base64
 import math
+import re
+from dataclasses import dataclass, field
 
 from coursetools.grading.archive import Test
 
@@ -95,8 +97,49 @@ def _message(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
-def verdict(test: Test, answer) -> tuple[bool, str]:
+@dataclass
+class Context:
+    """What the grader knows of a run besides the probe values: the cells, which raised, which
+    were stopped, and the forbidden references the code uses (``{reference: cell index}``)."""
+
+    cells: list = field(default_factory=list)       # (number, source) of the cells run
+    failures: dict = field(default_factory=dict)    # cell index -> "SyntaxError: ..."
+    skipped: list = field(default_factory=list)     # cell indexes stopped at the time limit
+    forbidden: dict = field(default_factory=dict)
+
+
+def _defines(source: str, name: str) -> bool:
+    """Does this cell's text define ``name`` (read as text: the cell may not even parse)?"""
+    n = re.escape(name)
+    return re.search(rf"^\s*(?:(?:async\s+)?def|class)\s+{n}\b|^\s*{n}\s*(?::[^=]*)?=[^=]|"
+                     rf"\bimport\b.*\bas\s+{n}\b|^\s*from\s+\S+\s+import\s+.*\b{n}\b",
+                     source, flags=re.M) is not None
+
+
+def missing_message(names: list, context: Context | None) -> str:
+    """Why a probe found no ``name``: the cell that should define it raised, or was stopped."""
+    parts = []
+    for name in [str(n)[:80] for n in names[:5]]:
+        why = "no cell defines it (check its spelling, and run the notebook top to bottom)"
+        for index, (number, source) in enumerate(context.cells if context else []):
+            if not _defines(source, name):
+                continue
+            if index in context.failures:
+                why = f"cell {number} raised {context.failures[index]}"
+                break
+            if index in context.skipped:
+                why = f"cell {number} ran past the time limit per cell and was stopped"
+                break
+            why = f"cell {number} defines it but it was not defined after the cells ran"
+        parts.append(f"`{name}` is not defined: {why}")
+    return "; ".join(parts)[:2000]
+
+
+def verdict(test: Test, answer, context: Context | None = None) -> tuple[bool, str]:
     """(passed, message) for ``test`` given the sandbox's answer for it (or None)."""
+    if isinstance(answer, dict) and set(answer) == {"missing"} and isinstance(
+            answer["missing"], list):
+        return False, missing_message(answer["missing"], context)
     if not isinstance(answer, dict) or not ({"value"} == set(answer) or {"error"} == set(answer)):
         return False, "no answer came back for this test (the notebook stopped before it ran)"
     if "error" in answer:
@@ -116,12 +159,31 @@ def verdict(test: Test, answer) -> tuple[bool, str]:
     return True, ""
 
 
-def score(autograder, values: dict) -> tuple[dict, float]:
-    """({question: {score, possible, tests}}, total) from the sandbox's probe values."""
+def forbidden_message(used: dict, context: Context) -> str:
+    where = "; ".join(f"{ref} (cell {context.cells[i][0]})" if i < len(context.cells) else ref
+                      for ref, i in sorted(used.items()))
+    return (f"your code uses {where}, which this assignment does not allow in answers: this "
+            "test compares your answer with it, so it earns nothing")
+
+
+def score(autograder, values: dict, context: Context | None = None) -> tuple[dict, float]:
+    """({question: {score, possible, tests}}, total) from the sandbox's probe values.
+
+    A test whose check compares against a forbidden reference that the code uses
+    (``context.forbidden``) fails, with a message that says why.
+    """
+    from coursetools.grading.references import compared
+
+    context = context or Context()
     questions: dict = {q: {"score": 0.0, "possible": p, "tests": []}
                        for q, p in autograder.questions.items()}
     for test in autograder.tests:
-        passed, message = verdict(test, values.get(test.name))
+        used = {r: i for r, i in context.forbidden.items()
+                if r in compared(test.check, tuple(context.forbidden))}
+        if used:
+            passed, message = False, forbidden_message(used, context)
+        else:
+            passed, message = verdict(test, values.get(test.name), context)
         entry = questions[test.question]
         entry["tests"].append({"name": test.name, "hidden": test.hidden, "points": test.points,
                                "passed": passed, "message": "" if passed else message})

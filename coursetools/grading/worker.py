@@ -6,11 +6,13 @@
 This file is run on its own, by path, inside the sandbox: it imports nothing from the course's
 packages, and nothing it does is trusted. It reads one frame from standard input, the notebook's
 code cells, and runs them one by one in an IPython shell (magics work; a cell that raises does
-not stop the others, as in Otter). Then it writes a frame to the file descriptor RESULTS_FD
-saying that the cells are done, reads a second frame, the *probes* (one small function per test,
-which calls the student's functions and returns what they gave), runs each, and writes their
-values as one last frame: plain JSON, with tensors as dtype, shape and raw bytes
-(:func:`encode`). The verdicts are computed outside, by the tests' *checks*
+not stop the others, as in Otter). To the file descriptor RESULTS_FD it writes a frame before
+each cell (its index, so that the grader can name a cell that hangs) and one when the cells are
+done (with the errors they raised). Then it reads a second frame, the *probes* (one small
+function per test, which calls the student's functions and returns what they gave), runs each
+with Python's, NumPy's and torch's generators seeded, and writes their values as one last
+frame, which carries the probes' one-time ``nonce``: plain JSON, with tensors as dtype, shape
+and raw bytes (:func:`encode`). The verdicts are computed outside, by the tests' *checks*
 (:mod:`coursetools.grading.verdicts`).
 
 A frame is 8 bytes of length (big-endian) and that many bytes of UTF-8 JSON.
@@ -21,8 +23,10 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import sys
 
+MAX_ELEMENTS = 10_000_000  # elements of one tensor sent back (as the grader reads them)
 MEMORY_ERRORS = ("can't allocate memory", "not enough memory", "out of memory",
                  "cannot allocate memory")
 
@@ -71,6 +75,9 @@ def encode(value, depth: int = 0):
         return {"dict": [[encode(k, depth + 1), encode(v, depth + 1)] for k, v in value.items()]}
     torch = sys.modules.get("torch")
     if torch is not None and type(value) is torch.Tensor:
+        if value.numel() > MAX_ELEMENTS:  # this test fails; the answer stays small
+            return {"repr": f"<a tensor of {value.numel():,} elements: too large to send>",
+                    "type": "Tensor"}
         t = value.detach().cpu().contiguous()
         raw = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
         return {"tensor": {"dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape),
@@ -88,7 +95,34 @@ def _is_memory_error(err: BaseException | None) -> bool:
     return isinstance(err, MemoryError) or any(m in str(err).lower() for m in MEMORY_ERRORS)
 
 
+def seed(value: int = 0) -> None:
+    """Seed Python's, NumPy's and torch's generators (those imported), as before every probe."""
+    import random
+
+    random.seed(value)
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed(value)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(value)
+
+
+def run_probe(test: dict, user_ns: dict) -> dict:
+    """One probe's answer: ``{"value": ...}``, ``{"error": ...}`` or ``{"missing": [names]}``."""
+    missing = [name for name in test["params"] if name not in user_ns]
+    if missing:  # the cell that defines it raised, was stopped, or never existed
+        return {"missing": missing[:20]}
+    namespace: dict = {"__name__": "probe"}
+    seed(int(test.get("seed", 0)))
+    exec(compile(test["source"], f"<probe {test['name']}>", "exec"), namespace)
+    args = [user_ns[name] for name in test["params"]]
+    return {"value": encode(namespace["probe"](*args))}
+
+
 def run(results: int, control: int = 0) -> int:
+    if os.environ.get("GRADER_SYS_PATH"):  # where the grader's own labkit is (read-only)
+        sys.path.insert(0, os.environ["GRADER_SYS_PATH"])
     job = read_frame(control)
     devnull = os.open(os.devnull, os.O_RDONLY)
     moved = os.dup(control)  # the probes come later on this pipe; the notebook reads /dev/null
@@ -99,28 +133,32 @@ def run(results: int, control: int = 0) -> int:
 
     shell = InteractiveShell.instance(colors="nocolor")
     shell.ask_exit = lambda: os._exit(0)  # exit() / quit(): the kernel exits, as in Jupyter
-    errors = 0
+    errors, failures, skip = 0, [], set(job.get("skip", []))
     for index, source in enumerate(job["cells"]):
+        if index in skip:  # it ran past the time limit per cell in an earlier attempt
+            continue
+        write_frame(results, {"event": "cell", "index": index})
         outcome = shell.run_cell(source, store_history=True)
         sys.stdout.flush()
         sys.stderr.flush()
         error = outcome.error_in_exec or outcome.error_before_exec
         if error is not None:
             errors += 1
+            if len(failures) < 200:
+                text = f"{type(error).__name__}: {error}"
+                text = re.sub(r" \(<ipython-input-[^>]*>, ", " (", text)
+                failures.append([index, text[:300]])
             if _is_memory_error(error):
                 write_frame(results, {"event": "memory", "cell": index,
                                       "error": f"{type(error).__name__}: {error}"[:300]})
                 os._exit(0)
-    write_frame(results, {"event": "cells", "errors": errors})
+    write_frame(results, {"event": "cells", "errors": errors, "failures": failures})
     probes = read_frame(control)
     values = {}
     user_ns = shell.user_ns
     for test in probes["tests"]:
-        namespace: dict = {"__name__": "probe"}
         try:
-            exec(compile(test["source"], f"<probe {test['name']}>", "exec"), namespace)
-            args = [user_ns.get(name) for name in test["params"]]
-            values[test["name"]] = {"value": encode(namespace["probe"](*args))}
+            values[test["name"]] = run_probe(test, user_ns)
         except BaseException as err:  # the student's code raised: the check will say so
             if _is_memory_error(err):
                 write_frame(results, {"event": "memory", "test": test["name"],
@@ -129,7 +167,8 @@ def run(results: int, control: int = 0) -> int:
             values[test["name"]] = {"error": f"{type(err).__name__}: {err}"[:2000]}
         sys.stdout.flush()
         sys.stderr.flush()
-    write_frame(results, {"event": "probes", "values": values})
+    # The reply names the probes it answers: the grader accepts no other frame as the answer.
+    write_frame(results, {"event": "probes", "nonce": probes.get("nonce"), "values": values})
     os._exit(0)
 
 
