@@ -19,23 +19,23 @@ with a latency :math:`\alpha` per step and a bandwidth :math:`\beta` it takes
 
 The package has one module per job:
 
-* :mod:`labkit.distributed.launch`, **the launcher**: :func:`launch` starts :math:`P` processes
+* :mod:`labkit.distributed.launch`, **the launcher**: :func:`~.launch` starts :math:`P` processes
   (``torch.multiprocessing``; or ``torchrun`` as a subprocess), each joins a process group (gloo
-  on CPUs, NCCL on CUDA, chosen by :func:`choose_backend`) with a timeout on every collective,
+  on CPUs, NCCL on CUDA, chosen by :func:`~.choose_backend`) with a timeout on every collective,
   runs a worker function and saves what it returns in a temporary folder; the caller gets the
-  list of results, one per rank. A worker that raises surfaces as :class:`WorkerError`, one that
-  hangs as :class:`LaunchTimeout` (or as the collective timeout of the others), never as a hang.
-* :mod:`labkit.distributed.training`, **the training loop**: :func:`train_data_parallel`
+  list of results, one per rank. A worker that raises surfaces as :class:`~.WorkerError`, one that
+  hangs as :class:`~.LaunchTimeout` (or as the collective timeout of the others), never as a hang.
+* :mod:`labkit.distributed.training`, **the training loop**: :func:`~.train_data_parallel`
   (hand-written all-reduce of the gradients, DDP, DDP with a communication hook, local SGD; alone
-  in one process it gives the single-process reference) and its worker :func:`train_worker`.
-* :mod:`labkit.distributed.collectives`, **inside a worker**: :func:`rank_and_world`,
-  :func:`worker_device`, the two averaging steps :func:`average_gradients` and
-  :func:`average_parameters`, and :func:`bytes_written`.
-* :mod:`labkit.distributed.measure`, **measurements**: :func:`allreduce_worker` (all-reduce times
-  and bytes), :func:`step_time_worker` (DDP's bucketing and overlap) and :func:`fault_worker`
+  in one process it gives the single-process reference) and its worker :func:`~.train_worker`.
+* :mod:`labkit.distributed.collectives`, **inside a worker**: :func:`~.rank_and_world`,
+  :func:`~.worker_device`, the two averaging steps :func:`~.average_gradients` and
+  :func:`~.average_parameters`, and :func:`~.bytes_written`.
+* :mod:`labkit.distributed.measure`, **measurements**: :func:`~.allreduce_worker` (all-reduce times
+  and bytes), :func:`~.step_time_worker` (DDP's bucketing and overlap) and :func:`~.fault_worker`
   (failures, on purpose).
-* :mod:`labkit.distributed.cost`, **the cost model**: :func:`ring_allreduce_bytes`,
-  :func:`ring_allreduce_time`, :func:`fit_ring_model`, and :func:`linear_scaling_lr`.
+* :mod:`labkit.distributed.cost`, **the cost model**: :func:`~.ring_allreduce_bytes`,
+  :func:`~.ring_allreduce_time`, :func:`~.fit_ring_model`, and :func:`~.linear_scaling_lr`.
 
 On a CUDA machine the same workers run under ``torchrun`` with one process per GPU::
 

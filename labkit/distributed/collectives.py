@@ -28,7 +28,7 @@ def average_gradients(model: nn.Module) -> int:
     .. math:: g \leftarrow \frac1P\sum_{p=1}^P g_p \quad\text{(one all-reduce per parameter)}
 
     Called between ``backward()`` and ``optimizer.step()`` (chapter 9). Returns the number of
-    bytes all-reduced (the message size :math:`n` of :func:`ring_allreduce_bytes`); does nothing
+    bytes all-reduced (the message size :math:`n` of :func:`~.ring_allreduce_bytes`); does nothing
     outside a process group.
     """
     _, world = rank_and_world()

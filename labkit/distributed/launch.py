@@ -140,7 +140,7 @@ def launch(
     return what each returned, by rank (chapter 9 and its lab).
 
     ``worker`` must be a module-level function (the processes import it); inside it,
-    :func:`rank_and_world` and :func:`worker_device` say who and where it is. Each process uses
+    :func:`~.rank_and_world` and :func:`~.worker_device` say who and where it is. Each process uses
     ``threads`` torch threads and joins the group (``backend``: ``"auto"`` picks NCCL with one
     GPU per process, gloo otherwise) with ``collective_timeout`` seconds on every collective.
     ``launcher="multiprocessing"`` starts them with ``torch.multiprocessing`` (forkserver where

@@ -30,8 +30,8 @@ def allreduce_worker(sizes: Sequence[int], repeats: int = 5, warmup: int = 1,
 
     For each size: ``warmup`` untimed calls, then ``repeats`` timed ones (more while their total
     is below ``min_seconds``), each after a barrier; returns the median seconds and the bytes this
-    worker wrote per call (:func:`bytes_written`, the measured counterpart of
-    :func:`ring_allreduce_bytes`).
+    worker wrote per call (:func:`~.bytes_written`, the measured counterpart of
+    :func:`~.ring_allreduce_bytes`).
     """
     device = worker_device()
     out: dict[str, list[float]] = {"bytes": [], "seconds": [], "sent": []}

@@ -115,21 +115,21 @@ def train_data_parallel(
     ``order[t·Pb : (t+1)·Pb]`` and worker :math:`p` the :math:`p`-th slice of :math:`b` of them.
     The worker's gradients are combined by ``mode``:
 
-    * ``"allreduce"``: :func:`average_gradients` after ``backward()`` (hand-written);
+    * ``"allreduce"``: :func:`~.average_gradients` after ``backward()`` (hand-written);
     * ``"ddp"``: :class:`~torch.nn.parallel.DistributedDataParallel`, optionally with the
       communication ``hook`` ``"fp16"``, ``"bf16"`` or ``"powersgd"`` (rank ``powersgd_rank``)
       (Li et al., 2020; Vogels et al., 2019);
-    * ``"local_sgd"``: no gradient exchange; :func:`average_parameters` every ``local_steps``
+    * ``"local_sgd"``: no gradient exchange; :func:`~.average_parameters` every ``local_steps``
       steps (Stich, 2019).
 
     Outside a process group it is the single-process run with batch :math:`Pb`, where :math:`P`
     is ``world_size`` (default 1): the reference of the equality :math:`P` workers = one process
-    with batch :math:`Pb`. The learning rate is ``lr``, or :func:`linear_scaling_lr` when
+    with batch :math:`Pb`. The learning rate is ``lr``, or :func:`~.linear_scaling_lr` when
     ``scale_lr`` (then :math:`P` is the product of ``world_size`` and the process group's size).
 
     Returns plain values: ``losses`` (this worker's mini-batch loss per step), ``samples`` (the
     samples seen by all workers after each step), ``bytes_model`` (the bytes this worker sends by
-    the ring model), ``bytes_measured`` (:func:`bytes_written` during training, ``None`` where not
+    the ring model), ``bytes_measured`` (:func:`~.bytes_written` during training, ``None`` where not
     measurable), ``seconds``, ``train_loss``/``test_accuracy`` of the final weights (if
     ``evaluate``), and ``weights`` (the flat final weights, if ``return_weights``). ``data``:
     the tensors of :func:`digits_tensors` (loaded here when ``None``). ``bucket_cap_mb``: DDP's

@@ -20,8 +20,8 @@ has its minimiser at
 
 (Nocedal and Wright, eq. 3.59), clamped to the interval. These functions follow PyTorch's
 ``torch.optim.lbfgs`` (itself ported from Lua Torch's ``lswolfe``) operation for operation, so
-that labkit's :class:`labkit.optim.LBFGS` takes the same steps as PyTorch's bit for bit; labkit
-owns them instead of importing torch's private ``_strong_wolfe``.
+that :class:`labkit.optim.lbfgs.LBFGS` takes the same steps as PyTorch's bit for bit; labkit owns
+them instead of importing torch's private ``_strong_wolfe``.
 """
 
 from __future__ import annotations
