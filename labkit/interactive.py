@@ -61,8 +61,8 @@ class Slider:
     labels: Sequence[str] | None = None
 
     def __post_init__(self):
-        if len(self.values) < 2:
-            raise ValueError(f"Slider {self.name!r}: values needs at least two entries, got "
+        if len(self.values) < 1:  # one value is a fixed slider (a notebook run with one setting)
+            raise ValueError(f"Slider {self.name!r}: values needs at least one entry, got "
                              f"{list(self.values)}")
         if self.default not in list(self.values):
             raise ValueError(f"Slider {self.name!r}: default={self.default!r} is not one of "

@@ -104,7 +104,7 @@ def test_text_cannot_close_the_data_script():
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda: Slider("s", [1.0], default=1.0), "at least two"),
+    (lambda: Slider("s", [], default=1.0), "at least one"),
     (lambda: Slider("s", [1.0, 2.0], default=3.0), "default=3.0 is not one of"),
     (lambda: Slider("s", [1, 2], default=1, labels=["one"]), "1 labels for 2 values"),
     (lambda: line([0, 1], [0], "x"), "same length"),
@@ -173,3 +173,11 @@ def test_moving_a_slider_draws_its_frame(tmp_path):
         assert not page.locator(".lk-plot").is_visible()
         browser.close()
     assert not errors, errors
+
+
+def test_a_slider_of_one_value_is_a_fixed_figure():
+    """A notebook run with one setting (papermill, small parameters) still draws its figure."""
+    fig = slider_figure([Slider("a", [1.0], default=1.0)],
+                        lambda a: Frame([line([0, 1], [a, 2 * a], "a")], readout=f"a = {a:g}"))
+    assert fig.default.readout == "a = 1"
+    assert '<div class="lk-readout">a = 1</div>' in fig.html
