@@ -11,24 +11,13 @@ messages as text, never as markup.
 from __future__ import annotations
 
 import html
-import json
 from collections import Counter
 from pathlib import Path
 
-from coursetools.grading.reports import points
+from coursetools.grading.reports import points, read_results
 
 SLOWEST = 10
 MOST_FAILED = 15
-
-
-def _results(out: Path) -> list[dict]:
-    found = []
-    for path in sorted((out / "results").glob("*.json")):
-        try:
-            found.append(json.loads(path.read_text()))
-        except (OSError, ValueError):
-            continue
-    return found
 
 
 def figure(results: list[dict], autograder, path: Path) -> Path:
@@ -60,7 +49,7 @@ def figure(results: list[dict], autograder, path: Path) -> Path:
 
 def write_report(out: Path, autograder) -> Path:
     """Write ``out/report.html`` (and ``out/report.svg``) from ``out/results``; return its path."""
-    results = _results(out)
+    results = read_results(out)
     esc = html.escape
     statuses = Counter(r.get("status", "?") for r in results)
     failed: Counter = Counter()

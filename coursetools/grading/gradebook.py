@@ -13,25 +13,14 @@ are listed in ``OUT/unmatched.txt`` and in no gradebook: nothing is guessed.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from coursetools.grading.reports import points, write_csv
-
-
-def _results(out: Path) -> list[dict]:
-    found = []
-    for path in sorted((out / "results").glob("*.json")):
-        try:
-            found.append(json.loads(path.read_text()))
-        except (OSError, ValueError):
-            continue
-    return found
+from coursetools.grading.reports import points, read_results, write_csv
 
 
 def export(out: Path, autograder, roster: list[dict], column: str | None = None) -> list[str]:
     """Write canvas.csv, moodle.csv and unmatched.txt; return one line per thing to report."""
-    results = _results(out)
+    results = read_results(out)
     by_student: dict[int, list[dict]] = {}
     unmatched = []
     for r in results:

@@ -136,3 +136,15 @@ def write_reports(rows: list, autograder, out: Path, hidden_messages: bool = Fal
              "roster": row.roster, "unmatched": row.problem,
              "seconds": round(row.seconds, 2)}, indent=1))
     return csv_path
+
+
+def read_results(out: Path) -> list[dict]:
+    """The per-submission results a grading run left in ``out/results/*.json`` (unreadable ones
+    skipped), in file order: what the gradebooks and the class report are made from."""
+    found = []
+    for path in sorted((out / "results").glob("*.json")):
+        try:
+            found.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return found
