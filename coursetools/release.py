@@ -137,7 +137,8 @@ def extension_files(config: dict, root: Path = ROOT) -> list[str]:
     """What the book's own Sphinx extensions need from the repository, relative to ``root``: the
     folders of ``sphinx.local_extensions``, and for ``sphinx.extra_extensions`` that live in the
     repository (``coursetools.sphinxext.*``) every module they import from it, with the
-    ``__init__.py`` of each package on the way (labkit is released whole anyway)."""
+    ``__init__.py`` of each package on the way (labkit is released whole anyway), and the
+    ``static/`` folder beside them (the JavaScript an extension serves, e.g. plotly.js)."""
     sphinx = config.get("sphinx") or {}
     found = set()
     for folder in (sphinx.get("local_extensions") or {}).values():
@@ -158,6 +159,10 @@ def extension_files(config: dict, root: Path = ROOT) -> list[str]:
         parts = name.split(".")
         todo += [".".join(parts[:i]) for i in range(1, len(parts))]
         todo += sorted(_imports(path, name))
+    for module in list(found):  # what an extension serves: its package's static/ folder
+        static = (root / module).parent / "static"
+        if static.is_dir() and (root / module).is_file():
+            found.add(str(static.relative_to(root)))
     return sorted(found)
 
 
