@@ -34,44 +34,30 @@ from labkit.models import MLP
 Factory = Callable[[list[torch.Tensor]], torch.optim.Optimizer]
 
 
+def _variants(ours, theirs, options: dict, labkit_foreach: bool = True,
+              fused: bool = True) -> dict[str, Factory]:
+    """labkit's class and torch's, each in every implementation it has, with ``options``."""
+    found = {"labkit": lambda p: ours(p, **options)}
+    if labkit_foreach:
+        found["labkit foreach"] = lambda p: ours(p, foreach=True, **options)
+    found["torch for-loop"] = lambda p: theirs(p, foreach=False, **options)
+    found["torch foreach"] = lambda p: theirs(p, foreach=True, **options)
+    if fused:
+        found["torch fused"] = lambda p: theirs(p, fused=True, **options)
+    return found
+
+
 def implementations() -> dict[str, dict[str, Factory]]:
     """Optimizer -> implementation -> factory, with the same hyper-parameters in each row."""
-    sgd = dict(lr=1e-3, momentum=0.9)
-    adam = dict(lr=1e-3)
-    adamw = dict(lr=1e-3, weight_decay=1e-2)
     return {
-        "SGD(momentum=0.9)": {
-            "labkit": lambda p: optim.SGD(p, **sgd),
-            "labkit foreach": lambda p: optim.SGD(p, foreach=True, **sgd),
-            "torch for-loop": lambda p: torch.optim.SGD(p, foreach=False, **sgd),
-            "torch foreach": lambda p: torch.optim.SGD(p, foreach=True, **sgd),
-            "torch fused": lambda p: torch.optim.SGD(p, fused=True, **sgd),
-        },
-        "Adam": {
-            "labkit": lambda p: optim.Adam(p, **adam),
-            "labkit foreach": lambda p: optim.Adam(p, foreach=True, **adam),
-            "torch for-loop": lambda p: torch.optim.Adam(p, foreach=False, **adam),
-            "torch foreach": lambda p: torch.optim.Adam(p, foreach=True, **adam),
-            "torch fused": lambda p: torch.optim.Adam(p, fused=True, **adam),
-        },
-        "AdamW(weight_decay=0.01)": {
-            "labkit": lambda p: optim.AdamW(p, **adamw),
-            "labkit foreach": lambda p: optim.AdamW(p, foreach=True, **adamw),
-            "torch for-loop": lambda p: torch.optim.AdamW(p, foreach=False, **adamw),
-            "torch foreach": lambda p: torch.optim.AdamW(p, foreach=True, **adamw),
-            "torch fused": lambda p: torch.optim.AdamW(p, fused=True, **adamw),
-        },
-        "Adagrad": {
-            "labkit": lambda p: optim.Adagrad(p, lr=1e-2),
-            "torch for-loop": lambda p: torch.optim.Adagrad(p, lr=1e-2, foreach=False),
-            "torch foreach": lambda p: torch.optim.Adagrad(p, lr=1e-2, foreach=True),
-            "torch fused": lambda p: torch.optim.Adagrad(p, lr=1e-2, fused=True),
-        },
-        "RMSprop": {
-            "labkit": lambda p: optim.RMSprop(p, lr=1e-3),
-            "torch for-loop": lambda p: torch.optim.RMSprop(p, lr=1e-3, foreach=False),
-            "torch foreach": lambda p: torch.optim.RMSprop(p, lr=1e-3, foreach=True),
-        },
+        "SGD(momentum=0.9)": _variants(optim.SGD, torch.optim.SGD, dict(lr=1e-3, momentum=0.9)),
+        "Adam": _variants(optim.Adam, torch.optim.Adam, dict(lr=1e-3)),
+        "AdamW(weight_decay=0.01)": _variants(optim.AdamW, torch.optim.AdamW,
+                                              dict(lr=1e-3, weight_decay=1e-2)),
+        "Adagrad": _variants(optim.Adagrad, torch.optim.Adagrad, dict(lr=1e-2),
+                             labkit_foreach=False),
+        "RMSprop": _variants(optim.RMSprop, torch.optim.RMSprop, dict(lr=1e-3),
+                             labkit_foreach=False, fused=False),
     }
 
 
