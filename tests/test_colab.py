@@ -50,7 +50,7 @@ LABS = {
     "first_training": {"epochs": 1, "batch_size": 256},
     "demo_results": {"epochs": 1, "batch_sizes": [256], "base_batch_size": 256,
                      "sgd_lrs": [10.0, 0.1], "momenta": [0.9], "adam_lrs": [0.01],
-                     "vectorize": False, "compare_bf16": False},
+                     "vectorize": False, "compare_bf16": False, "verdict_seeds": []},
 }
 #: The notebooks that run their parameters, setup and import cells: every other one.
 FIRST_CELLS = [nb for nb in setup_cell.notebooks(ROOT)

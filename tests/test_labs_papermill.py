@@ -99,10 +99,11 @@ def test_demo_results_vectorised_in_bf16_and_small(tmp_path):
     figures = tmp_path / "figures"
     text = _run("demo_results", tmp_path, epochs=1, vectorize=True, precision="bf16",
                 batch_sizes=[64, 256], adam_lrs=[0.01, 0.0001], compare_bf16=False,
-                figure_dir=str(figures))
+                verdict_seeds=[1], figure_dir=str(figures))
     assert "vectorised sweeps: True" in text
     assert "lr 10 diverges" in text
     assert "whole grid" in text
+    assert "SGD at lr 10 diverges" in text and "of 2 seeds" in text  # seed 0 and fresh seed 1
     assert "Given the same 63 steps" in text  # one epoch of batches of 64
     assert "effective learning rate lr/(1 - mt): 0.01 (mt 0), 0.02 (mt 0.5), 0.1 (mt 0.9)" in text
     # the five sweeps, and the equal-steps/scaled-lr figure of each batch-size sweep
