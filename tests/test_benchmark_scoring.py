@@ -193,6 +193,8 @@ def test_a_hand_checked_table():
     np.testing.assert_array_equal(rho["A"], np.where(taus < 1.5, 1 / 3, 2 / 3))
     np.testing.assert_array_equal(rho["B"], np.where(taus < 1.5, 2 / 3, 1.0))
     scores = benchmark_scores(times)
+    assert benchmark_scores(pd.DataFrame(times).T) == scores  # one row per submission
+    assert time_to_target_per_workload({"w": np.array([[3.0, 2.0], [4.0, 5.0]])}) == {"w": 3.0}
     assert scores["A"] == pytest.approx(11 / 18, abs=1e-12)
     assert scores["B"] == pytest.approx(17 / 18, abs=1e-12)
     # given taus: rho_A at 1, 1.5 (a tie counts: r <= tau) and 2.

@@ -56,7 +56,8 @@ same functions). The details that the documentation leaves open, as that code se
   leaderboard publishes.
 
 ``times[submission][workload]`` is a submission's time (seconds, or steps) to the target of a
-workload, ``math.inf`` when it did not reach it. Every submission must give every workload.
+workload, ``math.inf`` when it did not reach it (a dict of dicts, or a pandas DataFrame with one
+row per submission). Every submission must give every workload.
 """
 
 from __future__ import annotations
@@ -66,8 +67,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from labkit import _checks as checks
-
 #: The official cut-off (``performance_profile.py``), times above four times the fastest are misses.
 CUTOFF = 4.0
 #: External tuning's studies and trials per study (``NUM_STUDIES``, ``NUM_TRIALS``), for ``strict``.
@@ -76,6 +75,51 @@ NUM_STUDIES, NUM_TRIALS = 3, 5
 Times = Mapping[str, Mapping[str, float]]
 
 _INF_HINT = "use math.inf for a target that was not reached"
+_LISTS = (Sequence, np.ndarray)
+
+
+class _checks:  # noqa: N801  (labkit._checks' messages, without its import of torch)
+    """The few argument checks of :mod:`labkit._checks` this module needs, with the same
+    messages: the scoring imports numpy only, so a leaderboard or a grader can use it without
+    torch."""
+
+    @staticmethod
+    def finite(name: str, value) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a number; got {value!r}") from None
+        if not math.isfinite(number):
+            raise ValueError(f"{name} must be finite; got {value!r}")
+        return number
+
+    @staticmethod
+    def at_least(name: str, value, low: float) -> float:
+        number = _checks.finite(name, value)
+        if number < low:
+            raise ValueError(f"{name} must be >= {low:g}; got {name}={value!r}")
+        return number
+
+    @staticmethod
+    def positive(name: str, value) -> float:
+        number = _checks.finite(name, value)
+        if number <= 0:
+            raise ValueError(f"{name} must be positive; got {name}={value!r}")
+        return number
+
+    @staticmethod
+    def integer(name: str, value, low: int = 0) -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            bound = "a non-negative integer" if low == 0 else f"at least {low} (an integer)"
+            raise ValueError(f"{name} must be {bound}; got {name}={value!r}")
+        return int(value)
+
+    @staticmethod
+    def one_of(name: str, value, choices: Sequence):
+        if value not in choices:
+            raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got "
+                             f"{value!r}")
+        return value
 
 
 def _time(name: str, value) -> float:
@@ -95,7 +139,10 @@ def _time(name: str, value) -> float:
 
 
 def _table(times: Times, name: str = "times") -> tuple[list, list, np.ndarray]:
-    """``times`` checked and as (submissions, workloads, array[submission, workload])."""
+    """``times`` checked and as (submissions, workloads, array[submission, workload]); a pandas
+    DataFrame is read as one row per submission."""
+    if type(times).__name__ == "DataFrame" and hasattr(times, "to_dict"):
+        times = times.to_dict(orient="index")
     if not isinstance(times, Mapping):
         raise ValueError(f"{name} must be a mapping times[submission][workload] -> time; got "
                          f"{type(times).__name__}")
@@ -145,7 +192,7 @@ def time_to_target_per_workload(
     see the module's notes. ``strict=True`` requires the official :math:`3` studies, each of
     :math:`5` trials under external tuning (the official ``--strict`` flag).
     """
-    checks.one_of("rule", rule, ("external", "self"))
+    _checks.one_of("rule", rule, ("external", "self"))
     if not isinstance(trial_times, Mapping) or not trial_times:
         raise ValueError("trial_times must be a non-empty mapping workload -> studies -> trials "
                          f"(trial_times[workload][study][trial] = time); got {trial_times!r}")
@@ -156,7 +203,8 @@ def time_to_target_per_workload(
     out = {}
     for w, studies in trial_times.items():
         where = f"trial_times[{w!r}]"
-        if isinstance(studies, (str, bytes)) or not isinstance(studies, Sequence) or not studies:
+        if isinstance(studies, (str, bytes)) or not isinstance(studies, _LISTS) \
+                or len(studies) == 0:
             raise ValueError(f"{where} must be a non-empty list of studies, each a list of trial "
                              f"times; got {studies!r}")
         if strict and len(studies) != NUM_STUDIES:
@@ -165,7 +213,8 @@ def time_to_target_per_workload(
         per_study = []
         for j, trials in enumerate(studies):
             here = f"{where}[{j}]"
-            if isinstance(trials, (str, bytes)) or not isinstance(trials, Sequence) or not trials:
+            if isinstance(trials, (str, bytes)) or not isinstance(trials, _LISTS) \
+                    or len(trials) == 0:
                 raise ValueError(f"{here} must be a non-empty list of trial times (one study); got "
                                  f"{trials!r}")
             if rule == "self" and len(trials) != 1:
@@ -198,7 +247,7 @@ def _indices(eval_indices, w, j: int, t: list[float]) -> list[int | None]:
         raise ValueError(f"{where} has {len(idx)} entries for {len(t)} trials")
     for i, (k, ti) in enumerate(zip(idx, t)):
         if k is not None:
-            checks.integer(f"{where}[{i}]", k)
+            _checks.integer(f"{where}[{i}]", k)
         if (k is None) != math.isinf(ti):
             raise ValueError(f"{where}[{i}] is {k!r} but the trial's time is {ti!r}: give None "
                              f"exactly for the trials whose time is math.inf")
@@ -238,7 +287,7 @@ def held_out_rule(
         if b in held_out:
             raise ValueError(f"held_out: {v!r} -> {b!r}, but {b!r} is itself a variant")
     if cutoff is not None:
-        cutoff = checks.at_least("cutoff", cutoff, 1.0)
+        cutoff = _checks.at_least("cutoff", cutoff, 1.0)
     t = t.copy()
     for v, b in held_out.items():
         t[np.isinf(t[:, col[b]]), col[v]] = math.inf
@@ -269,7 +318,7 @@ def performance_ratios(
         times = held_out_rule(times, held_out, cutoff)
     submissions, workloads, t = _table(times)
     if cutoff is not None and not held_out:
-        cutoff = checks.at_least("cutoff", cutoff, 1.0)
+        cutoff = _checks.at_least("cutoff", cutoff, 1.0)
         t = np.where(t > cutoff * t.min(axis=0), math.inf, t)
     best = t.min(axis=0)
     with np.errstate(invalid="ignore"):
@@ -280,12 +329,12 @@ def performance_ratios(
 
 def _grid(r_max: float, num_points: int, scale: str) -> np.ndarray:
     """The official grid of :math:`\\tau`: ``num_points`` from 1 to ``r_max``."""
-    r_max = checks.finite("r_max", r_max)
+    r_max = _checks.finite("r_max", r_max)
     if r_max <= 1:
         raise ValueError(f"r_max must be above 1 (the profile starts at tau = 1; AlgoPerf uses "
                          f"r_max=4.0); got r_max={r_max!r}")
-    checks.integer("num_points", num_points, 2)
-    checks.one_of("scale", scale, ("linear", "log"))
+    _checks.integer("num_points", num_points, 2)
+    _checks.one_of("scale", scale, ("linear", "log"))
     if scale == "linear":
         return np.linspace(1.0, r_max, num=num_points)
     return np.logspace(0.0, np.log10(r_max), num=num_points, base=10.0)
@@ -317,7 +366,7 @@ def performance_profiles(
         grid = _grid(r_max, num_points, scale)
     else:
         try:
-            grid = np.array([checks.positive("taus", v) for v in taus], dtype=float)
+            grid = np.array([_checks.positive("taus", v) for v in taus], dtype=float)
         except TypeError:
             raise ValueError(f"taus must be a sequence of numbers; got {taus!r}") from None
         if grid.size == 0 or np.any(np.diff(grid) <= 0):
