@@ -29,8 +29,11 @@ github.com/mlcommons/algorithmic-efficiency at commit ``2c90454fc05d5bdf3598b0c7
 ``12c8e4ea93dc41a1ff6abc3debba9accd8ac1e3a`` (June 2026, where the scoring code now lives;
 same functions). The details that the documentation leaves open, as that code settles them:
 
+* **Time.** The leaderboard's time is the column ``score`` of the logs, the accumulated
+  submission time in seconds (evaluations excluded); the same code also scores in steps.
 * **Best trial.** Within a study the official code keeps the trial that reaches the target at the
-  earliest *evaluation index*, the first one listed on a tie, and takes that trial's time. When
+  earliest *evaluation index*, the first one listed on a tie (the official code lists the trials
+  in the order of their folders; here, in the order given), and takes that trial's time. When
   every trial is evaluated at the same times this is the fastest trial; when not, it can differ
   (on the v0.5 leaderboard it does, and it changes one published score). Give ``eval_indices``
   to reproduce it; without them the fastest trial is taken.
@@ -53,7 +56,10 @@ same functions). The details that the documentation leaves open, as that code se
   ``np.logspace(0, log10(r_max), 100)`` (``scale="log"``), and integrated with the trapezoidal
   rule in :math:`\tau` (in :math:`\log_{10}\tau` for the log scale), divided by the width of the
   grid. So the score is the trapezoidal approximation of :math:`B_s` on that grid, exactly what the
-  leaderboard publishes.
+  leaderboard publishes. A ratio that falls exactly on a grid point (:math:`2`, :math:`3` and
+  :math:`4` do on the default grid) or on the cut-off is sensitive to rounding: scaling every time
+  by a factor that is not a power of two can move it by one grid step, and a score by
+  :math:`1/(n\,(\text{num\_points}-1))`.
 
 ``times[submission][workload]`` is a submission's time (seconds, or steps) to the target of a
 workload, ``math.inf`` when it did not reach it (a dict of dicts, or a pandas DataFrame with one
