@@ -1,7 +1,7 @@
 """Training speed of the lecture's MLP: the seed's loop as written against labkit's loops.
 
 Usage: ``.venv/bin/python benchmarks/train_speed.py [--epochs 1] [--repeats 3] [--threads N]
-[--optimizer SGD|Adam] [--device auto] [--batch-sizes 16 64 256]``
+[--optimizer SGD|Adam] [--device auto] [--batch-sizes 16 64 256] [--json PATH]``
 
 One epoch over the 4,000 training images of ``digits5k`` (the MLP 784-512-512-10, cross-entropy,
 SGD with lr 0.01 and momentum 0.9, or Adam with lr 0.001), from the same initial weights, at
@@ -21,13 +21,19 @@ interleaved within each repeat so that ratios compare runs made under the same l
 
 The figures of merit are the ratios ``labkit/seed`` (target: at least 1.5 at every batch size on
 the course's 2-core CPU) and ``sweep/3 runs`` (about 1 on a CPU, above 1 on a GPU).
+``--json PATH`` also writes the table (every row's samples per second and ratios) with the
+machine it ran on, as committed under ``benchmarks/results/`` and quoted in labs/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
+import os
+import platform
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -72,6 +78,17 @@ def torch_optimizer(name, params):
     return torch.optim.Adam(params, lr=0.001)
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo), else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def timed(fn, device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -90,7 +107,9 @@ def main() -> int:
     parser.add_argument("--optimizer", choices=["SGD", "Adam"], default="SGD")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64, 256])
+    parser.add_argument("--json", type=Path, default=None, help="also write the table here")
     args = parser.parse_args()
+    load_at_start = os.getloadavg()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = get_device(args.device)
@@ -142,6 +161,7 @@ def main() -> int:
     header = f"{'batch':>5} " + "".join(f"{k:>12}" for k in variants)
     header += f"{'labkit/seed':>12}{'tensors/seed':>13}{'bf16/fp32':>10}{'sweep/runs':>11}"
     print(header)
+    rows = []
     for bs in args.batch_sizes:
         best = {k: 0.0 for k in variants}
         for _ in range(args.repeats):
@@ -154,6 +174,20 @@ def main() -> int:
                 f"{best['labkit bf16'] / best['labkit']:>10.2f}"
                 f"{best['sweep x3'] / best['3 runs']:>11.2f}")
         print(row, flush=True)
+        rows.append({"batch_size": bs, "samples_per_s": {k: round(v, 1) for k, v in best.items()},
+                     "labkit/seed": best["labkit"] / best["seed"],
+                     "tensors/seed": best["DL+tensors"] / best["seed"],
+                     "bf16/fp32": best["labkit bf16"] / best["labkit"],
+                     "sweep/runs": best["sweep x3"] / best["3 runs"]})
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({
+            "optimizer": args.optimizer, "device": str(device), "threads": torch.get_num_threads(),
+            "epochs": args.epochs, "repeats": args.repeats, "images": len(X),
+            "torch": torch.__version__, "cpu": cpu_model(),
+            "cpu_count": os.cpu_count(), "load_average_at_start": load_at_start,
+            "load_average_at_end": os.getloadavg(),
+            "rows": rows}, indent=1) + "\n")
     return 0
 
 
