@@ -4,8 +4,9 @@ The prose of a chapter is its ``index.md`` and the markdown cells of its noteboo
 the labs is the markdown of ``labs/*.ipynb`` (``labs/README.md`` quotes benchmark runs, which
 are not committed outputs yet, so it is not checked here). A *measurement number* is a number
 written with a decimal point, a thousands comma, an exponent or a percent sign (``0.068``,
-``7,027``, ``3e-11``, ``78.9%``); plain integers (epochs, batch sizes, years, section numbers) are
-left alone (a gap: an integer count such as "241 iterations" is not checked). Inline math
+``7,027``, ``3e-11``, ``78.9%``), or a plain integer of two digits or more that is not a year
+("241 iterations", "at 4 of 4 seeds" is below it; a shape such as 784-512-10 or 2x512 is a name,
+not a count). A plain integer is found only as an integer-valued output number. Inline math
 counts (``$L = 3.8806$``, ``$2 \\times 10^{-11}$``), its symbols and integers do not.
 Text that cannot hold a measurement is removed first: display math (``$$...$$``), code spans
 and blocks, citations and cross references, headings, URLs, and numbered names such as
@@ -52,6 +53,10 @@ LABELS = re.compile(
     r"python|torch|pytorch|numpy|cuda|§)\s*\d+(?:\.\d+)*(?:\s*(?:and|,|-|–|to)\s*"
     r"\d+(?:\.\d+)*)*", re.IGNORECASE)
 VERSION = re.compile(r"\b\d+\.\d+\.\d+(?:\.\w+)?\b")
+#: A plain integer of two digits or more, not part of a decimal, a thousands group, a percentage,
+#: a shape (784-512-10, 2x512, 784 → 512) or a word.
+INTEGER = re.compile(r"(?<![\w.,/^×→\-–+])(?<!→ )(?<!× )(\d{2,})"
+                     r"(?![\w.,/×→\-–+]|\s?%|\s?[×x]\s?\d|\s?→)")
 
 
 def strip_non_measurements(text: str) -> str:
@@ -90,6 +95,13 @@ def prose_tokens(text: str) -> list[tuple[str, str]]:
     ``"ms"``, or ``""``."""
     return [(number, unit.strip()) for number, unit in
             NUMBER.findall(strip_non_measurements(text))]
+
+
+def prose_integers(text: str) -> list[str]:
+    """The plain integers of a piece of prose that may report a count (two digits or more, not a
+    year from 1900 to 2100), as written."""
+    return [m.group(1) for m in INTEGER.finditer(strip_non_measurements(text))
+            if not 1900 <= int(m.group(1)) <= 2100]
 
 
 def _value(token: str) -> float:
@@ -192,6 +204,11 @@ def orphans(prose_files: list[Path], notebooks: list[Path]) -> list[str]:
             timing = unit not in ("", "%")
             if not _matches(token, outputs + unchecked if timing else outputs, unit == "%"):
                 missing.append(f"{rel}: {token}")
+        for token in prose_integers(text):
+            if _value(token) in parameters or token in allow.get(rel, ()):
+                continue
+            if not any(o == _value(token) for o in outputs):
+                missing.append(f"{rel}: {token}")
     return missing
 
 
@@ -214,7 +231,7 @@ def test_every_allowed_number_is_still_in_its_prose():
     for rel, numbers in allowed().items():
         path = ROOT / rel
         text = notebook_texts(path)[0] if path.suffix == ".ipynb" else path.read_text()
-        present = set(prose_numbers(text))
+        present = set(prose_numbers(text)) | set(prose_integers(text))
         stale += [f"{rel} | {n}" for n in sorted(numbers - present)]
     assert not stale, f"allow-list lines whose number the prose no longer has: {stale}"
 
@@ -248,3 +265,13 @@ def test_a_glued_value_counts_as_checked(tmp_path):
     assert checked == [0.01436] and unchecked == [0.0999]
     assert _matches("0.0144", checked) and not _matches("0.0143", checked)
     assert not _matches("0.0999", checked)
+
+
+def test_a_plain_integer_count_is_checked_and_a_shape_is_not():
+    """"241 iterations" must be an output; 784-512-10, 2x512, years and one-digit counts are not
+    counts to check."""
+    prose = ("GD needs 241 iterations on the 784-512-10 MLP (2x512 matrices, 784 → 512) since "
+             "2019; 4 of 4 seeds; 3.5 points; 78%.")
+    assert prose_integers(prose) == ["241"]
+    assert not any(o == _value("241") for o in [241.4, 240.0])
+    assert any(o == _value("241") for o in [241.0])
