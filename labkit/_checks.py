@@ -4,9 +4,12 @@ with these functions, whose messages name the argument, what was expected and th
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where a check needs it: the numeric checks serve
+    import torch  # torch-free modules too (labkit.benchmark.scoring)
 
 
 def finite(name: str, value: float) -> float:
@@ -58,10 +61,10 @@ def betas(value: tuple[float, float]) -> tuple[float, float]:
 
 def integer(name: str, value: int, low: int = 0) -> int:
     """An ``int`` (not a ``bool``) ``>= low``: a number of steps, of iterations, a size."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         bound = "a non-negative integer" if low == 0 else f"at least {low} (an integer)"
         raise ValueError(f"{name} must be {bound}; got {name}={value!r}")
-    return value
+    return int(value)
 
 
 def one_of(name: str, value, choices: Sequence):
@@ -85,6 +88,8 @@ def nonempty(X) -> None:
 
 def floating(name: str, w: torch.Tensor) -> torch.Tensor:
     """A floating-point tensor (gradients need one)."""
+    import torch
+
     if not isinstance(w, torch.Tensor) or not w.is_floating_point():
         kind = w.dtype if isinstance(w, torch.Tensor) else type(w).__name__
         raise ValueError(f"{name} must be a floating-point tensor; got dtype {kind}")
@@ -93,12 +98,16 @@ def floating(name: str, w: torch.Tensor) -> torch.Tensor:
 
 def shape_of(value) -> tuple | str:
     """A tensor's shape, or the type's name of anything else, for a message."""
+    import torch
+
     return tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
 
 
 def vector(w: torch.Tensor, length: int | None = None, what: str = "of parameters"
            ) -> torch.Tensor:
     """A flat (1-D) tensor, of ``length`` entries when given; returned detached."""
+    import torch
+
     if not isinstance(w, torch.Tensor) or w.dim() != 1 or length not in (None, w.numel()):
         size = "" if length is None else f" of length {length}"
         raise ValueError(f"w must be a flat vector{size} (1-D) {what}; got shape {shape_of(w)}")
@@ -107,6 +116,8 @@ def vector(w: torch.Tensor, length: int | None = None, what: str = "of parameter
 
 def scalar(value: torch.Tensor) -> torch.Tensor:
     """The one number of a function's value, as a 0-dim tensor."""
+    import torch
+
     if not isinstance(value, torch.Tensor) or value.numel() != 1:
         raise ValueError(f"f must return a scalar tensor (one loss value); got {shape_of(value)}")
     return value.reshape(())
@@ -139,6 +150,8 @@ def class_weight(weight: torch.Tensor | None, n_classes: int) -> None:
 
 def class_indices(input: torch.Tensor, target: torch.Tensor, cdim: int, name: str) -> None:
     """Integer class indices shaped like ``input`` without its class dimension ``cdim``."""
+    import torch
+
     expected = input.shape[:cdim] + input.shape[cdim + 1:]
     if target.shape != expected:
         raise ValueError(
@@ -163,6 +176,8 @@ def batch_size(n: int, size: int, replacement: bool = False) -> None:
 
 def preloaded(X: torch.Tensor, y: torch.Tensor) -> None:
     """A training set as two tensors on one device, with the same positive number of rows."""
+    import torch
+
     if not isinstance(X, torch.Tensor) or not isinstance(y, torch.Tensor):
         raise TypeError(f"X and y must be tensors (use labkit.data.preload), got "
                         f"{type(X).__name__} and {type(y).__name__}")

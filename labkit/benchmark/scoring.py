@@ -73,6 +73,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from labkit import _checks
+
 #: The official cut-off (``performance_profile.py``), times above four times the fastest are misses.
 CUTOFF = 4.0
 #: External tuning's studies and trials per study (``NUM_STUDIES``, ``NUM_TRIALS``), for ``strict``.
@@ -82,50 +84,6 @@ Times = Mapping[str, Mapping[str, float]]
 
 _INF_HINT = "use math.inf for a target that was not reached"
 _LISTS = (Sequence, np.ndarray)
-
-
-class _checks:  # noqa: N801  (labkit._checks' messages, without its import of torch)
-    """The few argument checks of :mod:`labkit._checks` this module needs, with the same
-    messages: the scoring imports numpy only, so a leaderboard or a grader can use it without
-    torch."""
-
-    @staticmethod
-    def finite(name: str, value) -> float:
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} must be a number; got {value!r}") from None
-        if not math.isfinite(number):
-            raise ValueError(f"{name} must be finite; got {value!r}")
-        return number
-
-    @staticmethod
-    def at_least(name: str, value, low: float) -> float:
-        number = _checks.finite(name, value)
-        if number < low:
-            raise ValueError(f"{name} must be >= {low:g}; got {name}={value!r}")
-        return number
-
-    @staticmethod
-    def positive(name: str, value) -> float:
-        number = _checks.finite(name, value)
-        if number <= 0:
-            raise ValueError(f"{name} must be positive; got {name}={value!r}")
-        return number
-
-    @staticmethod
-    def integer(name: str, value, low: int = 0) -> int:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            bound = "a non-negative integer" if low == 0 else f"at least {low} (an integer)"
-            raise ValueError(f"{name} must be {bound}; got {name}={value!r}")
-        return int(value)
-
-    @staticmethod
-    def one_of(name: str, value, choices: Sequence):
-        if value not in choices:
-            raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got "
-                             f"{value!r}")
-        return value
 
 
 def _time(name: str, value) -> float:
