@@ -150,6 +150,25 @@ def parity(
     return max_relative_difference(ours, ref)
 
 
+def handover(
+    first: Callable[[list[dict]], torch.optim.Optimizer],
+    second: Callable[[list[dict]], torch.optim.Optimizer],
+    reference: Callable[[list[dict]], torch.optim.Optimizer],
+    group_options: Sequence[dict],
+    steps: int = 20,
+    at: int = 10,
+    **kwargs,
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The parameters after ``at`` steps of ``first`` and ``steps - at`` of ``second``, which
+    takes over from ``first``'s ``state_dict``, and after ``steps`` uninterrupted steps of
+    ``reference`` (chapters 4-8: a checkpoint of labkit's optimizer loads into torch's and back).
+    ``kwargs`` (``scheduler``, ``closure``) go to :func:`run_optimizer` for both runs."""
+    init, loss = make_problem()
+    handed = run_optimizer(first, init, loss, group_options, steps, roundtrip_at=at,
+                           resume_with=second, **kwargs)
+    return handed, run_optimizer(reference, init, loss, group_options, steps, **kwargs)
+
+
 def option_grid(grid: dict[str, Sequence], valid: Callable[[dict], bool] = lambda o: True
                 ) -> list[dict]:
     """Every combination of the values in ``grid`` that ``valid`` accepts (chapters 4-6)."""

@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from labkit.optim import Adafactor, adafactor_step
-from labkit.testing import assert_same_parameters, make_problem, option_grid, run_optimizer
+from labkit.testing import (
+    assert_same_parameters,
+    handover,
+    make_problem,
+    option_grid,
+    run_optimizer,
+)
 
 COMBOS = option_grid(dict(beta2_decay=[-0.8, -0.5, 0.0], eps=[(None, 1e-3), (1e-12, 0.05)],
                           d=[1.0, 2.0], weight_decay=[0.0, 0.1], maximize=[False, True]))
@@ -54,10 +60,7 @@ def test_adafactor_with_scheduler_and_closure():
                                            (torch_adafactor, Adafactor)],
                          ids=["ours->torch", "torch->ours"])
 def test_adafactor_state_dicts_load_across(first, second):
-    init, loss = make_problem()
-    groups = groups_for(3)
-    handed = run_optimizer(first, init, loss, groups, 20, roundtrip_at=10, resume_with=second)
-    assert_same_parameters(handed, run_optimizer(torch_adafactor, init, loss, groups, 20))
+    assert_same_parameters(*handover(first, second, torch_adafactor, groups_for(3)))
 
 
 def test_adafactor_state_is_factored():

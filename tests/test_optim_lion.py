@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from labkit.optim import Lion, lion_step
-from labkit.testing import assert_same_parameters, make_problem, option_grid, run_optimizer
+from labkit.testing import (
+    assert_same_parameters,
+    handover,
+    make_problem,
+    option_grid,
+    run_optimizer,
+)
 
 # betas at the ends of [0, 1] are accepted by the reference; decoupled_weight_decay and the
 # constructor's lr are optimizer-wide in lion_pytorch (the latter divides the decoupled decay)
@@ -57,13 +63,9 @@ def test_lion_state_dicts_load_across(direction):
     ours, ref = makers(COMBOS.index(dict(betas=(0.9, 0.99), weight_decay=0.1, decoupled=True,
                                          init_lr=0.01)))
     first, second = (ours, ref) if direction == "ours->ref" else (ref, ours)
-    init, loss = make_problem()
-    groups = groups_for(1)
     sched = lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=30)  # noqa: E731
-    handed = run_optimizer(first, init, loss, groups, 20, roundtrip_at=10, resume_with=second,
-                           scheduler=sched, closure=True)
-    whole = run_optimizer(ref, init, loss, groups, 20, scheduler=sched, closure=True)
-    assert_same_parameters(handed, whole)
+    assert_same_parameters(*handover(first, second, ref, groups_for(1), scheduler=sched,
+                                     closure=True))
 
 
 def test_lion_step_is_the_equation():

@@ -8,7 +8,12 @@ import pytest
 import torch
 
 from labkit.optim.rmsprop import RMSprop, rmsprop_step
-from labkit.testing import make_problem, option_grid, parity, run_optimizer
+from labkit.testing import (
+    assert_same_parameters,
+    handover,
+    option_grid,
+    parity,
+)
 
 COMBOS = option_grid(dict(alpha=[0.99, 0.5], momentum=[0.0, 0.9], centered=[False, True],
                           weight_decay=[0.0, 0.1], maximize=[False, True]))
@@ -46,13 +51,8 @@ def test_rmsprop_with_scheduler_and_closure():
                          ids=["ours->torch", "torch->ours"])
 def test_rmsprop_state_dicts_load_across(first, second):
     """10 steps with one implementation, 10 more with the other: the same as 20 with torch."""
-    init, loss = make_problem()
     options = [dict(lr=0.01, momentum=0.5, centered=True, weight_decay=0.01)]
-    handed_over = run_optimizer(first, init, loss, options, steps=20, roundtrip_at=10,
-                                resume_with=second)
-    ref = run_optimizer(torch_rmsprop, init, loss, options, steps=20)
-    for a, b in zip(handed_over, ref):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert_same_parameters(*handover(first, second, torch_rmsprop, options))
 
 
 def test_rmsprop_step_is_the_equation():

@@ -8,6 +8,8 @@ from torch import nn
 from labkit.optim import SGD
 from labkit.testing import (
     SHAPES,
+    assert_same_parameters,
+    handover,
     make_problem,
     max_relative_difference,
     option_grid,
@@ -74,3 +76,21 @@ def test_parity_on_model_trains_copies_and_reports_the_largest_difference():
     assert parity_on_model(lambda p: SGD(p, lr=0.1), lambda p: SGD(p, lr=0.2), model,
                            batches) > 1e-3
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_handover_really_hands_over():
+    """The second optimizer does run the last steps, from the first one's state: a second
+    optimizer with another rate ends elsewhere, and torch's SGD resumed from a checkpoint of
+    itself ends where the uninterrupted run does."""
+    class HalfGradientSGD(torch.optim.SGD):  # loads SGD's state, then takes other steps
+        def step(self, closure=None):
+            for group in self.param_groups:
+                for p in group["params"]:
+                    p.grad.mul_(0.5)
+            return super().step(closure)
+
+    sgd = lambda g: torch.optim.SGD(g, lr=0.1, momentum=0.9)  # noqa: E731
+    halved = lambda g: HalfGradientSGD(g, lr=0.1, momentum=0.9)  # noqa: E731
+    handed, whole = handover(sgd, halved, sgd, [{}])
+    assert not all(torch.equal(a, b) for a, b in zip(handed, whole))
+    assert_same_parameters(*handover(sgd, sgd, sgd, [{}]))
