@@ -40,8 +40,8 @@ from labkit import _checks as checks
 from labkit.batches import epoch_batches
 from labkit.fast import autocast_context
 from labkit.graphs import captured_epochs
-from labkit.optim.factory import OptimizerConfig
 from labkit.optim.stacked import StackedAdam, StackedSGD
+from labkit.runs import OptimizerConfig
 from labkit.train import History, evaluate, train_epoch, train_epochs
 
 #: Element-wise activations the stacked model can apply to a ``(K, B, H)`` tensor unchanged.
