@@ -3,8 +3,9 @@ setup cell installs) and coursetools for instructors (coursetools/pyproject.toml
 
 The labkit wheel is built from a copy of its sources and installed into a fresh virtual
 environment (no system site-packages, no PYTHONPATH) whose only other packages are labkit's
-declared dependencies and what they require in turn, taken from this environment (linked, not
-downloaded: no network, and installing torch anew takes minutes). There every labkit module must
+declared dependencies and what they require in turn, taken from this environment
+(tests/linked_env.py: linked, not downloaded; no network, and installing torch anew takes
+minutes). There every labkit module must
 import and train, and nothing of the instructors' tooling may be importable.
 """
 
@@ -16,12 +17,13 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import textwrap
 import zipfile
 from pathlib import Path
 
 import pytest
-from packaging.requirements import Requirement
+from linked_env import dependency_closure, link_distributions
 
 from coursetools import notebooks
 
@@ -92,35 +94,6 @@ def test_the_coursetools_wheel_holds_coursetools_with_its_own_dependencies(tmp_p
     assert "coursetools/release_README.md" in packed
 
 
-def _closure(requirements: list[str]) -> list[metadata.Distribution]:
-    """The installed distributions that ``requirements`` need, recursively (markers and extras
-    evaluated here)."""
-    found: dict[str, metadata.Distribution] = {}
-    todo = [(Requirement(r), "") for r in requirements]
-    while todo:
-        req, extra = todo.pop()
-        if req.marker and not req.marker.evaluate({"extra": extra}):
-            continue
-        key = req.name.lower().replace("_", "-")
-        dist = metadata.distribution(req.name)
-        new = key not in found
-        found[key] = dist
-        for wanted in ([""] if new else []) + sorted(req.extras):
-            todo += [(Requirement(r), wanted) for r in dist.requires or []]
-    return list(found.values())
-
-
-def _top_levels(dist: metadata.Distribution) -> set[Path]:
-    """The files and folders a distribution put into site-packages (its .dist-info included)."""
-    site = Path(dist.locate_file(""))
-    tops = set()
-    for f in dist.files or []:
-        first = Path(f).parts[0]
-        if first not in ("..", "__pycache__") and (site / first).exists():
-            tops.add(site / first)
-    return tops
-
-
 def _clean_env() -> dict[str, str]:
     """This environment without PYTHONPATH (which puts the checkout's labkit first)."""
     return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
@@ -133,12 +106,9 @@ def student_venv(labkit_wheel, tmp_path_factory) -> Path:
     venv = base / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     deps = base / "deps"
-    deps.mkdir()
     requires, _ = _metadata(labkit_wheel)
-    for dist in _closure(requires):
-        for top in _top_levels(dist):
-            if not (deps / top.name).exists():
-                (deps / top.name).symlink_to(top)
+    link_distributions(dependency_closure(tuple(_name(r) for r in requires)).values(),
+                       Path(sysconfig.get_paths()["purelib"]), deps)
     python = venv / "bin" / "python"
     site = Path(subprocess.run([str(python), "-c", "import sysconfig; "
                                 "print(sysconfig.get_paths()['purelib'])"],
@@ -180,8 +150,7 @@ def test_labkit_works_alone_in_a_fresh_venv_without_the_instructors_tooling(stud
 def test_the_students_closure_is_not_everything_here():
     """The check above means something: this environment does have the instructors' tooling,
     and labkit's dependencies do not pull it in."""
-    requires = [f"{d}" for d in STUDENT_DEPENDENCIES]
-    names = {d.metadata["Name"].lower() for d in _closure(requires)}
+    names = set(dependency_closure(tuple(STUDENT_DEPENDENCIES)))
     assert "torch" in names
     assert not names & {"nbformat", "otter-grader", "papermill", "jupyter-book", "pyyaml"}
     assert all(metadata.distribution(n) for n in ("nbformat", "otter-grader", "papermill"))
