@@ -21,10 +21,11 @@ checks every row against the step function, bit for bit.
 The optimizers are :class:`labkit.optim.base.Optimizer` subclasses (param groups, ``state_dict``,
 ``zero_grad``) whose group values are ``K``-tuples, one per run. Two things differ from torch's
 optimizers, both for a captured CUDA graph (:mod:`labkit.graphs`): the state exists before the
-first step (zeros; :meth:`state_tensors` creates and lists it), and Adam's step count lives on the
-parameters' device. Off the CPU the bias corrections are computed there too (in float64, except
-on Apple's MPS), so a step never waits for the host; the float64 powers of a GPU may then differ
-from Python's in the last bit, which the CPU's bit-for-bit check does not cover.
+first step (zeros; :meth:`StackedOptimizer.state_tensors` creates and lists it), and Adam's step
+count lives on the parameters' device. Off the CPU the bias corrections are computed there too
+(in float64, except on Apple's MPS), so a step never waits for the host; the float64 powers of a
+GPU may then differ from Python's in the last bit, which the CPU's bit-for-bit check does not
+cover.
 """
 
 from __future__ import annotations
@@ -119,7 +120,8 @@ def stacked_adam_step(
     (chapter 6; the labs' sweeps).
 
     ``lr``, ``beta1`` and ``beta2`` are ``(K, 1)`` float64 columns (the bias corrections are
-    computed from them, :func:`_bias_corrections`); ``eps`` is a column in
+    computed from them by ``_bias_corrections``: on the CPU by Python, as
+    ``adam_step`` computes them); ``eps`` is a column in
     the parameters' dtype, as are ``weight_decay`` (Adam's :math:`g + \lambda w`) or ``decay``
     (AdamW's factor :math:`1 - \alpha\lambda`), ``None`` without weight decay. The state is one
     ``(K, n)`` tensor per parameter in ``exp_avgs``, ``exp_avg_sqs`` and, with ``amsgrad``,
@@ -163,9 +165,10 @@ def _per_run(name: str, value, k: int | None) -> tuple[float, ...]:
     return values
 
 
-class _Stacked(Optimizer):
-    """What :class:`StackedSGD` and :class:`StackedAdam` share: ``K`` from the group's ``lr``,
-    columns cached per device and dtype, the state made before the first step (the labs)."""
+class StackedOptimizer(Optimizer):
+    """The base of :class:`StackedSGD` and :class:`StackedAdam` (chapters 4 and 6; the labs'
+    sweeps): ``K`` from the group's ``lr``, hyper-parameter columns cached per device and dtype,
+    and the state made before the first step (:meth:`state_tensors`)."""
 
     #: Group values that hold one number per run.
     per_run: tuple[str, ...] = ()
@@ -218,7 +221,7 @@ class _Stacked(Optimizer):
         return found
 
 
-class StackedSGD(_Stacked):
+class StackedSGD(StackedOptimizer):
     """``torch.optim.SGD`` for ``K`` runs at once: one learning rate, momentum and weight decay per
     run (chapter 4; the labs' sweeps), rows updated by :func:`stacked_sgd_step`.
 
@@ -262,7 +265,7 @@ class StackedSGD(_Stacked):
             nesterov=group["nesterov"])
 
 
-class StackedAdam(_Stacked):
+class StackedAdam(StackedOptimizer):
     """``torch.optim.Adam``/``AdamW`` for ``K`` runs at once: one learning rate,
     :math:`\\beta_1, \\beta_2, \\varepsilon` and weight decay per run (chapter 6; the labs'
     sweeps), rows updated by :func:`stacked_adam_step`.
