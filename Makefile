@@ -14,10 +14,12 @@ WHEELS := $(VENV)/wheelhouse/.downloaded
 
 install: $(STAMP) $(WHEELS)
 
-$(STAMP): requirements.txt pyproject.toml
+# Two distributions, both editable: labkit (pyproject.toml, what students install) and the
+# instructors' coursetools (coursetools/pyproject.toml, with its own dependencies).
+$(STAMP): requirements.txt pyproject.toml coursetools/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt -e .
+	$(BIN)/python -m pip install --quiet -r requirements.txt -e . -e ./coursetools
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (course)"
 	touch $(STAMP)
 

@@ -44,7 +44,7 @@ Levers (labkit's fast paths only):
   shares an optimiser and a batch size, across sweeps: 6 groups (SGD and Adam at batch 16, 64,
   256) instead of the notebook's 3 stacked sweeps and 6 single runs; same runs, same results;
 * ``--precision bf16``: the forward passes under bfloat16 autocast (weights and optimiser fp32);
-* fused optimisers (``labkit.optim.make_optimizer``'s default on CPU and CUDA);
+* fused optimisers (``labkit.runs.make_torch_optimizer``'s default on CPU and CUDA);
 * ``--compile``: ``torch.compile(model, mode=--compile-mode)`` (default ``reduce-overhead``, i.e.
   CUDA graphs) for the runs trained one at a time: ``labkit.fast.train_tensors`` takes any
   ``nn.Module``, so a compiled one. The stacked sweeps are not compiled: ``sweep_mlp`` builds its
@@ -91,7 +91,7 @@ from labkit.data import (
 from labkit.device import get_device
 from labkit.fast import train_tensors
 from labkit.models import MLP
-from labkit.optim import make_optimizer
+from labkit.runs import make_torch_optimizer
 from labkit.seed import seed_everything
 from labkit.sweep import SweepConfig, sweep_mlp
 
@@ -284,8 +284,8 @@ def train_grid(groups: list[Group], initial: torch.nn.Module, train: tuple, test
                                        sweep.histories[0].samples_seen))
                 continue
             model = copy.deepcopy(initial)
-            optimizer = make_optimizer(run.config.optimizer, model.parameters(), run.config.lr,
-                                       run.config.momentum)
+            optimizer = make_torch_optimizer(run.config.optimizer, model.parameters(),
+                                             run.config.lr, run.config.momentum)
             if compile_mode:
                 model = torch.compile(model, mode=compile_mode)
             synchronize(device)

@@ -13,7 +13,7 @@ interleaved within each repeat so that ratios compare runs made under the same l
   ``DataLoader(shuffle=True)``, ``labkit.train.train_loop`` and ``torch.optim`` with its defaults;
 * ``DL+tensors``: the same loop, the ``DataLoader`` over preloaded tensors (``TensorDataset``);
 * ``labkit``: ``labkit.fast.train_tensors`` (tensors on the device, one ``randperm`` per epoch,
-  one indexing operation per batch) with fused optimisers (``labkit.optim.make_optimizer``);
+  one indexing operation per batch) with fused optimisers (``labkit.runs.make_torch_optimizer``);
 * ``labkit bf16``: the same under bfloat16 autocast;
 * ``sweep x3`` and ``3 runs``: three learning rates trained at once by ``labkit.sweep.sweep_mlp``,
   and the same three runs one after the other with ``labkit``'s loop (samples of all three runs
@@ -46,7 +46,7 @@ from labkit.data import digits5k, preload
 from labkit.device import get_device
 from labkit.fast import train_tensors
 from labkit.models import MLP
-from labkit.optim import OptimizerConfig, make_optimizer
+from labkit.runs import OptimizerConfig, make_torch_optimizer
 from labkit.sweep import sweep_mlp
 from labkit.train import train_loop
 
@@ -135,7 +135,7 @@ def main() -> int:
     def labkit_run(bs, precision="fp32", config=None):
         config = config or OptimizerConfig(args.optimizer, lr_key, mom)
         model = copy.deepcopy(initial)
-        opt = make_optimizer(config.optimizer, model.parameters(), config.lr, config.momentum)
+        opt = make_torch_optimizer(config.optimizer, model.parameters(), config.lr, config.momentum)
         train_tensors(model, X, y, F.cross_entropy, opt, epochs=args.epochs, batch_size=bs,
                       print_every=None, precision=precision)
 

@@ -11,6 +11,8 @@ import importlib
 import os
 import sys
 
+from coursetools import RootNotFound
+
 COMMANDS = {
     "book": ("coursetools.book", "build the website with every notebook executed"),
     "pdf": ("coursetools.pdf", "the built website printed into one PDF (no TeX)"),
@@ -40,7 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"coursetools: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[command][0])
+    try:
+        module = importlib.import_module(COMMANDS[command][0])
+    except RootNotFound as error:  # run away from the repository: say where to run it
+        print(f"coursetools: {error}", file=sys.stderr)
+        return 2
     return int(module.main(rest) or 0)
 
 

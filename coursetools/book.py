@@ -26,7 +26,7 @@ from pathlib import Path
 
 from coursetools import handouts
 from coursetools.notebooks import ROOT
-from coursetools.sphinxext import book_pdf
+from coursetools.pdf import BOOK_PDF_ENV
 
 
 def report(root: Path, code: int) -> int:
@@ -49,7 +49,7 @@ def report(root: Path, code: int) -> int:
 
 def build(root: Path = ROOT, builder: str = "html", pdf: bool = False) -> int:
     """The handouts, then the website from ``root``; returns the exit status. With ``pdf``, the
-    pages link the book's PDF (:mod:`coursetools.sphinxext.book_pdf`), which the caller then
+    pages link the book's PDF (the extension ``_ext/book_pdf.py``), which the caller then
     makes."""
     code = handouts.main(["--no-site"])
     if code:
@@ -68,7 +68,7 @@ def build(root: Path = ROOT, builder: str = "html", pdf: bool = False) -> int:
     cmd = [str(jb), "build", str(root), "--builder", builder, "-W", "-n", "--keep-going"]
     print("book:", " ".join(cmd), flush=True)
     start = time.perf_counter()
-    env = {**os.environ, book_pdf.ENV: "1" if pdf else "0"}
+    env = {**os.environ, BOOK_PDF_ENV: "1" if pdf else "0"}
     code = subprocess.call(cmd, cwd=root, env=env)
     print(f"book: jupyter-book took {time.perf_counter() - start:.0f} s", flush=True)
     return report(root, code)

@@ -8,12 +8,50 @@ papermill, jupytext or Jupyter's execution timing leave behind: :func:`tidy` doe
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import nbformat
 
-#: The course repository (this package lives in it, installed editable).
-ROOT = Path(__file__).resolve().parent.parent
+from coursetools import RootNotFound
+
+#: The environment variable that names the course repository explicitly.
+ROOT_ENV = "COURSE_ROOT"
+#: The files that mark a folder as the course repository.
+ROOT_MARKERS = ("_config.yml", "_toc.yml", "labkit")
+
+
+def _is_root(path: Path) -> bool:
+    return all((path / marker).exists() for marker in ROOT_MARKERS)
+
+
+def find_root(cwd: Path | None = None) -> Path:
+    """The course repository: ``$COURSE_ROOT`` when it is set, else the folder above this package
+    when it is the repository (run from a checkout, installed editable or not), else the current
+    directory or the first of its parents that holds ``_config.yml``, ``_toc.yml`` and
+    ``labkit/``. Raises :class:`RootNotFound`, saying what to do, when there is none."""
+    explicit = os.environ.get(ROOT_ENV)
+    if explicit:
+        path = Path(explicit).expanduser().resolve()
+        if not _is_root(path):
+            raise RootNotFound(f"{ROOT_ENV}={explicit}: not the course repository (it lacks one "
+                               f"of {', '.join(ROOT_MARKERS)})")
+        return path
+    here = Path(__file__).resolve().parent.parent
+    if _is_root(here):
+        return here
+    start = Path(cwd or Path.cwd()).resolve()
+    for path in (start, *start.parents):
+        if _is_root(path):
+            return path
+    raise RootNotFound(f"coursetools works on the course repository, and neither {here} nor "
+                       f"{start} or a folder above it is one (none holds "
+                       f"{', '.join(ROOT_MARKERS)}): run it from the repository, or set "
+                       f"{ROOT_ENV}=/path/to/the/repository")
+
+
+#: The course repository (:func:`find_root`), found when coursetools is imported.
+ROOT = find_root()
 
 #: The kernel every notebook of the course runs on.
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
@@ -50,18 +88,6 @@ def clear_outputs(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
     return nb
-
-
-def notebook_code(path: Path) -> str:
-    """The code cells of a notebook, IPython magics and shell lines removed."""
-    nb = json.loads(Path(path).read_text(encoding="utf-8"))
-    lines = []
-    for cell in nb.get("cells", []):
-        if cell.get("cell_type") != "code":
-            continue
-        source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
-        lines.extend(ln for ln in source.splitlines() if not ln.lstrip().startswith(("%", "!")))
-    return "\n".join(lines)
 
 
 def notebook_text(path: Path) -> str:

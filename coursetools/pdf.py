@@ -12,7 +12,7 @@ interactive figure (:mod:`labkit.interactive`) as its still image. `pypdf` then 
 behind a title page with the table of contents (with page numbers) and adds bookmarks: parts,
 then pages. Links between pages are dropped (they would point at the local server); links to
 the web stay. The PDF lands in the site, ``_build/html/optimization-for-ml.pdf``, where the
-download menu of every page links it (:mod:`coursetools.sphinxext.book_pdf`). The site's 36
+download menu of every page links it (the book's extension ``_ext/book_pdf.py``). The site's 36
 pages (433 A4 pages in December 2026) printed in 88 s and 124 s on a busy 2-core machine, so
 ``python -m coursetools book`` makes the PDF by default (and ``make test``'s build with it);
 ``--no-pdf`` skips it.
@@ -39,10 +39,12 @@ from urllib.parse import quote
 import yaml
 
 from coursetools.notebooks import ROOT
-from coursetools.sphinxext import book_pdf
 
-#: The PDF's file name, in the site's root folder (the download menu links it).
-PDF_NAME = book_pdf.PDF_NAME
+#: The PDF's file name, in the site's root folder (the download menu links it; the book's
+#: extension ``_ext/book_pdf.py`` has the same, a test checks it).
+PDF_NAME = "optimization-for-ml.pdf"
+#: The environment variable that tells the extension ``_ext/book_pdf.py`` to link the PDF.
+BOOK_PDF_ENV = "COURSETOOLS_BOOK_PDF"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",

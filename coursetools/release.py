@@ -7,7 +7,7 @@ This repository stays private: it holds the assignments' master notebooks (every
 hidden test), the grading tooling and its wrong-answer fixtures. The release is what is pushed to
 the public repository (``public_repository`` in ``_config.yml``) that the website and its launch
 buttons use. It holds the book's sources (chapters, labs, the assignments' handouts, the API and
-references pages, the Sphinx extensions the book needs), labkit with its ``pyproject.toml``,
+references pages, the book's Sphinx extensions in ``_ext/``), labkit with its ``pyproject.toml``,
 Binder's configuration, a README for students and the requirements without the test and grading
 tools; its ``_config.yml`` points ``repository.url`` (the buttons) at the public repository.
 
@@ -20,7 +20,6 @@ hidden test is found anywhere, the release is removed and the command fails.
 from __future__ import annotations
 
 import argparse
-import ast
 import re
 import shutil
 import string
@@ -39,7 +38,7 @@ from coursetools.setup_cell import public_repository, release_version
 #: What the release copies from the repository (folders whole, less caches and build outputs),
 #: besides every page of the table of contents (:func:`toc_files`).
 PUBLIC = ("_toc.yml", "references.bib", "chapters", "labs/handouts", "labkit", "pyproject.toml",
-          "binder")
+          "binder", "_ext")
 #: Never copied from inside those folders.
 IGNORE = ("__pycache__", "*.pyc", ".ipynb_checkpoints", "_build", "*.egg-info", ".pytest_cache")
 #: requirements.txt lines the students' copy leaves out: the tests, the browser test, grading.
@@ -107,62 +106,26 @@ def toc_files(root: Path = ROOT) -> list[str]:
     return sorted(set(found))
 
 
-def _module_file(name: str, root: Path) -> Path | None:
-    """The file of module ``name`` in the repository at ``root``, or None when it is not there."""
-    base = root.joinpath(*name.split("."))
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _imports(path: Path, name: str) -> set[str]:
-    """The modules that module ``name`` (file ``path``) imports, relative imports resolved."""
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join(parts + ([base] if base else []))
-            found.add(base)
-            found |= {f"{base}.{a.name}" for a in node.names}
-    return found
-
-
 def extension_files(config: dict, root: Path = ROOT) -> list[str]:
-    """What the book's own Sphinx extensions need from the repository, relative to ``root``: the
-    folders of ``sphinx.local_extensions``, and for ``sphinx.extra_extensions`` that live in the
-    repository (``coursetools.sphinxext.*``) every module they import from it, with the
-    ``__init__.py`` of each package on the way (labkit is released whole anyway), and the
-    ``static/`` folder beside them (the JavaScript an extension serves, e.g. plotly.js)."""
+    """The folders of the book's own Sphinx extensions (``sphinx.local_extensions`` of
+    ``_config.yml``, e.g. ``_ext``), relative to ``root``: the release copies them as they are.
+    An extension must import nothing of the repository but labkit (released whole), so a module
+    of the repository in ``sphinx.extra_extensions`` (``coursetools.…``) is refused: the public
+    tree could not import it."""
     sphinx = config.get("sphinx") or {}
     found = set()
     for folder in (sphinx.get("local_extensions") or {}).values():
         path = (root / folder).resolve()
-        if not path.is_dir() or not path.is_relative_to(root):
-            raise ReleaseError(f"_config.yml: local extension folder {folder!r} not found")
-        found.add(str(path.relative_to(root)))
-    todo = [name for name in sphinx.get("extra_extensions") or []
-            if name.split(".")[0] != "labkit" and _module_file(name, root)]
-    seen = set()
-    while todo:
-        name = todo.pop()
-        path = _module_file(name, root)
-        if name in seen or path is None or name.split(".")[0] == "labkit":
-            continue
-        seen.add(name)
-        found.add(str(path.relative_to(root)))
-        parts = name.split(".")
-        todo += [".".join(parts[:i]) for i in range(1, len(parts))]
-        todo += sorted(_imports(path, name))
-    for module in list(found):  # what an extension serves: its package's static/ folder
-        static = (root / module).parent / "static"
-        if static.is_dir() and (root / module).is_file():
-            found.add(str(static.relative_to(root)))
+        if not path.is_dir() or not path.is_relative_to(root) or path == root:
+            raise ReleaseError(f"_config.yml: local extension folder {folder!r} not found (a "
+                               "folder of the repository, not its root)")
+        found.add(path.relative_to(root).as_posix())
+    for name in sphinx.get("extra_extensions") or []:
+        top = name.split(".")[0]
+        if top != "labkit" and ((root / top).is_dir() or (root / f"{top}.py").is_file()):
+            raise ReleaseError(f"_config.yml: extra_extensions names {name!r}, a module of this "
+                               "repository that the public tree lacks; put the extension in "
+                               "_ext/ and list it under sphinx: local_extensions")
     return sorted(found)
 
 

@@ -53,7 +53,8 @@ class CapturedEpoch:
     labs on a GPU; the arithmetic of chapter 4's loop).
 
     ``optimizer`` must update its state in place and list it in ``state_tensors()`` (labkit's
-    stacked optimizers, :class:`labkit.sweep.StackedSGD` and :class:`labkit.sweep.StackedAdam`):
+    stacked optimizers, :class:`labkit.optim.stacked.StackedSGD` and
+    :class:`labkit.optim.stacked.StackedAdam`):
     capturing needs a few real warm-up steps, after which the weights and that state are put back
     as they were. ``capture=False`` runs the very same steps eagerly (any device), which is how
     the tests check them on a CPU; ``capture=None`` captures on CUDA only.
@@ -75,8 +76,8 @@ class CapturedEpoch:
         checks.integer("batch_size", batch_size, 1)
         if not callable(getattr(optimizer, "state_tensors", None)):
             raise TypeError(f"{type(optimizer).__name__} has no state_tensors(): a captured epoch "
-                            "needs an optimizer whose state is updated in place (labkit.sweep's "
-                            "StackedSGD or StackedAdam)")
+                            "needs an optimizer whose state is updated in place (StackedSGD or "
+                            "StackedAdam of labkit.optim.stacked)")
         self.n_full = len(X) // batch_size
         if self.n_full == 0:
             raise ValueError(f"batch_size={batch_size} is larger than the {len(X)} training "

@@ -3,8 +3,9 @@
 A notebook computes a small grid of results (one *frame* of curves for every combination of the
 sliders' values), and :func:`slider_figure` ships the whole grid as JSON inside the page, with a
 few lines of JavaScript that redraw the figure with `plotly.js <https://plot.ly/javascript/>`_
-when a slider moves. The site serves plotly.js itself (``coursetools/sphinxext/offline_plotly.py``),
-so the figures work offline; nothing runs in Python once the page is built.
+when a slider moves. The site serves plotly.js itself (the book's extension
+``_ext/offline_plotly.py``), so the figures work offline; nothing runs in Python once the page is
+built.
 
 Every figure also carries a *still*: the frame at the sliders' defaults drawn by matplotlib, as
 a PNG inside the HTML. It is what a reader without JavaScript sees, what Jupyter and Colab show

@@ -10,10 +10,12 @@ independent problems, so they can be trained side by side: stack each layer's we
 
 Back-propagating the sum :math:`\sum_k L_k(w_k)` of the runs' mini-batch losses gives each run
 its own gradient, :math:`\partial / \partial w_k \sum_j L_j(w_j) = \nabla L_k(w_k)`, because
-:math:`L_j` does not depend on :math:`w_k`. The optimisers below then apply torch's SGD (chapter
-4) and Adam (chapter 6) updates with one learning rate, momentum, ... per run, stored as ``(K, 1)``
-columns against the ``(K, -1)`` rows of the stacked weights. The result equals ``K`` sequential
-runs of :func:`labkit.fast.train_tensors` (``tests/test_fast_training.py`` checks it in float64).
+:math:`L_j` does not depend on :math:`w_k`. The stacked optimisers of :mod:`labkit.optim.stacked`
+then apply torch's SGD (chapter 4) and Adam (chapter 6) updates with one learning rate, momentum,
+... per run, stored as ``(K, 1)`` columns against the ``(K, -1)`` rows of the stacked weights
+(``tests/test_optim_stacked.py`` checks each row against ``sgd_step``/``adam_step``, bit for
+bit). The result equals ``K`` sequential runs of :func:`labkit.fast.train_tensors`
+(``tests/test_fast_training.py`` checks it in float64).
 On a GPU it replaces ``K`` small kernels by one large one; on a 2-core CPU it is no faster than
 the sequential runs (``benchmarks/train_speed.py`` measures both).
 
@@ -38,7 +40,8 @@ from labkit import _checks as checks
 from labkit.batches import epoch_batches
 from labkit.fast import autocast_context
 from labkit.graphs import captured_epochs
-from labkit.optim.factory import OptimizerConfig
+from labkit.optim.stacked import StackedAdam, StackedSGD
+from labkit.runs import OptimizerConfig
 from labkit.train import History, evaluate, train_epoch, train_epochs
 
 #: Element-wise activations the stacked model can apply to a ``(K, B, H)`` tensor unchanged.
@@ -58,7 +61,8 @@ class StackedMLP(nn.Module):
     first layer's ``K`` weight matrices are stacked into one ``(K * out, in)`` matrix, so that
     layer is one ``F.linear``; the other layers hold ``(K, in, out)`` stacks (the transposed
     weights) and are batched products (``torch.baddbmm``). Every parameter is run-major:
-    ``p.view(K, -1)[k]`` holds run ``k``'s values, which is what the optimisers below use.
+    ``p.view(K, -1)[k]`` holds run ``k``'s values, which is what the optimisers of
+    :mod:`labkit.optim.stacked` use.
     """
 
     def __init__(self, model: nn.Module, k: int):
@@ -130,94 +134,19 @@ class StackedMLP(nn.Module):
         return out
 
 
-class StackedOptimizer:
-    """The base of the vectorised optimizers of the labs' sweeps: the parameters of a
-    :class:`StackedMLP` as ``(K, -1)`` rows, one per run, and each hyperparameter as a ``(K, 1)``
-    column (``columns``: name -> one value per run)."""
-
-    def __init__(self, model: StackedMLP, **columns: list[float]):
-        self.params, self.k = list(model.parameters()), model.k
-        like = self.params[0]
-        for name, values in columns.items():
-            setattr(self, name, torch.tensor(values, dtype=like.dtype, device=like.device)
-                    .view(-1, 1))
-
-    def rows(self) -> list[torch.Tensor]:
-        """Zeros shaped like the parameters' rows (an optimizer's state)."""
-        return [torch.zeros(self.k, p.numel() // self.k, dtype=p.dtype, device=p.device)
-                for p in self.params]
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-    def state_tensors(self) -> list[torch.Tensor]:
-        """Every tensor the optimizer updates in place (its state; :mod:`labkit.graphs` saves
-        and restores them around the warm-up of a CUDA graph capture)."""
-        return []
-
-
-class StackedSGD(StackedOptimizer):
-    r"""torch's SGD with one learning rate and momentum per run (chapter 4).
-
-    .. math:: b_{t} = \mu_k b_{t-1} + g_t \;(b_0 = g_0),\qquad w_{t+1} = w_t - \eta_k b_t
-
-    (with :math:`\mu_k = 0` this is plain SGD, :math:`w_{t+1} = w_t - \eta_k g_t`). Every
-    parameter of a :class:`StackedMLP` is viewed as ``(K, -1)``, one row per run, so the
-    hyperparameters are ``(K, 1)`` columns; two in-place passes per step with momentum, one without.
-    """
-
-    def __init__(self, model: StackedMLP, configs: Sequence[SweepConfig]):
-        super().__init__(model, neg_lr=[-c.lr for c in configs],
-                         momentum=[c.momentum for c in configs])
-        self.use_momentum = any(c.momentum for c in configs)
-        self.buffers = self.rows() if self.use_momentum else None
-
-    def state_tensors(self) -> list[torch.Tensor]:
-        return list(self.buffers or [])
-
-    @torch.no_grad()
-    def step(self) -> None:
-        for i, p in enumerate(self.params):
-            g = p.grad.view(self.k, -1)
-            if self.use_momentum:
-                g = torch.addcmul(g, self.buffers[i], self.momentum, out=self.buffers[i])
-            p.view(self.k, -1).addcmul_(self.neg_lr, g)
-
-
-class StackedAdam(StackedOptimizer):
-    r"""torch's Adam with one learning rate, :math:`\beta_1, \beta_2, \epsilon` per run (chapter 6).
-
-    .. math:: m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\quad
-              v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,\quad
-              w_{t} = w_{t-1} - \frac{\eta}{1-\beta_1^t}\,
-                      \frac{m_t}{\sqrt{v_t}/\sqrt{1-\beta_2^t} + \epsilon}
-
-    The step count :math:`t` lives on the device and the bias corrections are computed there,
-    once per step for all the parameters, so a GPU never waits for the host and the step can be
-    captured in a CUDA graph (:mod:`labkit.graphs`).
-    """
-
-    def __init__(self, model: StackedMLP, configs: Sequence[SweepConfig]):
-        super().__init__(model, lr=[c.lr for c in configs], b1=[c.betas[0] for c in configs],
-                         b2=[c.betas[1] for c in configs], eps=[c.eps for c in configs])
-        self.m, self.v = self.rows(), self.rows()
-        self.t = torch.zeros((), dtype=self.lr.dtype, device=self.lr.device)  # steps taken
-
-    def state_tensors(self) -> list[torch.Tensor]:
-        return [self.t, *self.m, *self.v]
-
-    @torch.no_grad()
-    def step(self) -> None:
-        self.t += 1
-        neg_step = -self.lr / (1 - self.b1 ** self.t)
-        bc2_sqrt = (1 - self.b2 ** self.t).sqrt()
-        for p, m, v in zip(self.params, self.m, self.v):
-            g = p.grad.view(self.k, -1)
-            m.lerp_(g, 1 - self.b1)
-            v.mul_(self.b2).addcmul_(g, g * (1 - self.b2))
-            denom = (v.sqrt() / bc2_sqrt).add_(self.eps)
-            p.view(self.k, -1).addcdiv_(m * neg_step, denom)
+def stacked_optimizer(model: StackedMLP, configs: Sequence[SweepConfig]
+                      ) -> StackedSGD | StackedAdam:
+    """The optimizer of a sweep: :class:`labkit.optim.stacked.StackedSGD` (chapter 4) or
+    :class:`labkit.optim.stacked.StackedAdam` (chapter 6) over ``model``'s parameters, with each
+    run's hyper-parameters from its configuration (the labs)."""
+    names = {c.optimizer for c in configs}
+    if len(names) != 1:
+        raise ValueError(f"all configurations of one sweep must use one optimizer, got {names}")
+    if names.pop() == "SGD":
+        return StackedSGD(model.parameters(), lr=[c.lr for c in configs],
+                          momentum=[c.momentum for c in configs])
+    return StackedAdam(model.parameters(), lr=[c.lr for c in configs],
+                       betas=[c.betas for c in configs], eps=[c.eps for c in configs])
 
 
 def stacked_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -242,10 +171,6 @@ class SweepResult:
         """``model`` (a copy of the swept architecture) with run ``k``'s final weights."""
         model.load_state_dict(self.model.state_dict_of(k))
         return model
-
-
-#: The vectorised optimizer of each optimizer name.
-STACKED = {"SGD": StackedSGD, "Adam": StackedAdam}
 
 
 def sweep_mlp(
@@ -280,12 +205,9 @@ def sweep_mlp(
     configs = [c if isinstance(c, OptimizerConfig) else OptimizerConfig(**c) for c in configs]
     if not configs:
         raise ValueError("configs is empty: give at least one SweepConfig")
-    names = {c.optimizer for c in configs}
-    if len(names) != 1:
-        raise ValueError(f"all configurations of one sweep must use one optimizer, got {names}")
     start_time = time.perf_counter()
     stacked = StackedMLP(copy.deepcopy(model), len(configs))
-    optimizer = STACKED[names.pop()](stacked, configs)
+    optimizer = stacked_optimizer(stacked, configs)
     histories = [History(label=c.title(batch_size), max_loss=max_loss) for c in configs]
     autocast = autocast_context(X.device, precision)
 

@@ -17,8 +17,9 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import yaml
 
-from coursetools.notebooks import notebook_code  # noqa: F401  (the book's own analysis)
-from coursetools.sphinxext.labkit_links import labkit_names_used, source_page  # noqa: F401
+# the book's own analysis: _ext/ is on pytest's pythonpath (pyproject.toml), as Sphinx's local
+# extensions are on the book build's
+from labkit_links import labkit_names_used, notebook_code, source_page  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 

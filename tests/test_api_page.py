@@ -104,17 +104,23 @@ def test_data_docstrings_survive_napoleon(module: str):
                      "the type):\n" + "\n".join(bad))
 
 
-def test_the_book_loads_its_extensions_as_modules():
-    """``_config.yml`` names importable extensions (no ``local_extensions``, no path added), and
-    sphinx.ext.viewcode gives every API entry its [source] link."""
+def test_the_book_loads_its_extensions_from_ext_without_coursetools():
+    """``_config.yml`` loads the book's own extensions from ``_ext/`` (``local_extensions``: the
+    public release copies that folder as it is), none of them imports coursetools (which the
+    release lacks), and sphinx.ext.viewcode gives every API entry its [source] link."""
     import yaml
 
     sphinx = yaml.safe_load((ROOT / "_config.yml").read_text())["sphinx"]
-    assert "local_extensions" not in sphinx, "load the book's extensions as modules instead"
-    extensions = sphinx["extra_extensions"]
-    assert "sphinx.ext.viewcode" in extensions
-    own = [e for e in extensions if e.startswith("coursetools.")]
-    assert own, "the book's extensions in coursetools.sphinxext are not loaded"
+    assert "sphinx.ext.viewcode" in sphinx["extra_extensions"]
+    assert not [e for e in sphinx["extra_extensions"] if e.startswith("coursetools")]
+    own = sphinx.get("local_extensions") or {}
+    assert set(own.values()) == {"_ext"}, own
+    files = {p.stem for p in (ROOT / "_ext").glob("*.py")}
+    assert set(own) == files, f"every module of _ext/ is loaded, and only those: {files}"
     for name in own:
         assert callable(getattr(importlib.import_module(name), "setup", None)), name
-    assert not (ROOT / "_ext").exists(), "_ext/ is gone: the extensions live in coursetools/"
+        tree = ast.parse((ROOT / "_ext" / f"{name}.py").read_text())
+        imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert not {m for m in imported if m.split(".")[0] == "coursetools"}, name
+    assert not (ROOT / "coursetools" / "sphinxext").exists()

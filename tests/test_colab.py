@@ -16,7 +16,6 @@ to the end with small parameters, each in a kernel of its own.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
 import shutil
@@ -30,9 +29,8 @@ import nbformat
 import papermill
 import pytest
 from conftest import NOTEBOOK_TIMES, ROOT
+from linked_env import dependency_closure, link_distributions
 from nbclient import NotebookClient
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
 
 from coursetools import setup_cell
 
@@ -55,43 +53,6 @@ LABS = {
 #: The notebooks that run their parameters, setup and import cells: every other one.
 FIRST_CELLS = [nb for nb in setup_cell.notebooks(ROOT)
                if not (nb.parent == ROOT / "labs" and nb.stem in LABS)]
-
-
-def dependency_closure(names: tuple[str, ...]) -> dict[str, importlib.metadata.Distribution]:
-    """The installed distributions ``names`` and everything they require (markers evaluated,
-    extras followed)."""
-    found: dict[str, importlib.metadata.Distribution] = {}
-    todo = [(name, frozenset()) for name in names]
-    seen = set()
-    while todo:
-        name, extras = todo.pop()
-        key = (canonicalize_name(name), extras)
-        if key in seen:
-            continue
-        seen.add(key)
-        try:
-            dist = found.get(key[0]) or importlib.metadata.distribution(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue                                 # an optional dependency not installed here
-        found[key[0]] = dist
-        for line in dist.requires or []:
-            req = Requirement(line)
-            if req.marker is None or any(req.marker.evaluate({"extra": e})
-                                         for e in extras | {""}):
-                todo.append((req.name, frozenset(req.extras)))
-    return found
-
-
-def link_distributions(dists, site: Path, folder: Path) -> None:
-    """Symbolic links in ``folder`` to every top-level file, package and ``.dist-info`` of
-    ``dists`` found in ``site``."""
-    folder.mkdir(parents=True)
-    for dist in dists:
-        tops = {Path(str(f)).parts[0] for f in dist.files or [] if not str(f).startswith("..")}
-        for top in tops - {"__pycache__"}:
-            target = site / top
-            if target.exists() and not top.endswith(".pth") and not (folder / top).exists():
-                (folder / top).symlink_to(target)
 
 
 def build_wheel(out: Path) -> Path:

@@ -30,7 +30,7 @@ from labkit.fast import (
     train_tensors,
 )
 from labkit.models import MLP
-from labkit.optim import make_optimizer
+from labkit.runs import make_torch_optimizer
 from labkit.sweep import StackedMLP, SweepConfig, sweep_mlp
 from labkit.train import fit
 from labkit.train import test_loop as script_test_loop  # not named test_*: pytest collects those
@@ -48,7 +48,7 @@ def digits():
 
 def _optimizer(name, params, lr, momentum=0.0):
     """torch's for-loop SGD or Adam by name (the factory's fused kernels are another code path)."""
-    return make_optimizer(name, params, lr, momentum, fused=False)
+    return make_torch_optimizer(name, params, lr, momentum, fused=False)
 
 
 @pytest.mark.parametrize("name,lr,momentum", [("SGD", 0.05, 0.9), ("Adam", 1e-3, 0.0)])
@@ -162,7 +162,8 @@ def test_bf16_autocast_runs_and_learns(digits):
     for precision in ("fp32", "bf16"):
         torch.manual_seed(0)
         m = MLP()
-        h = train_tensors(m, X, y, F.cross_entropy, make_optimizer("SGD", m.parameters(), 0.1),
+        h = train_tensors(m, X, y, F.cross_entropy,
+                          make_torch_optimizer("SGD", m.parameters(), 0.1),
                           epochs=3, batch_size=32, generator=torch.Generator().manual_seed(0),
                           test_data=(Xt, yt), print_every=None, precision=precision)
         assert not h.diverged and all(map(math.isfinite, h.loss))
@@ -186,17 +187,17 @@ def test_bad_arguments_are_named(digits):
     with pytest.raises(TypeError, match="preload"):
         train_tensors(m, X.numpy(), y, F.cross_entropy, opt)
     with pytest.raises(ValueError, match="Adam takes no momentum"):
-        make_optimizer("Adam", m.parameters(), 1e-3, momentum=0.9)
+        make_torch_optimizer("Adam", m.parameters(), 1e-3, momentum=0.9)
     with pytest.raises(ValueError, match="'SGD' or 'Adam'"):
-        make_optimizer("RMSprop", m.parameters(), 1e-3)
+        make_torch_optimizer("RMSprop", m.parameters(), 1e-3)
 
 
 def test_the_factory_builds_torchs_optimizers_by_name():
     params = [torch.zeros(2, requires_grad=True)]
-    sgd = make_optimizer("sgd", params, 0.1, 0.9)
+    sgd = make_torch_optimizer("sgd", params, 0.1, 0.9)
     assert type(sgd) is torch.optim.SGD and sgd.defaults["momentum"] == 0.9
     assert sgd.defaults["fused"]  # torch's fused kernel on a CPU tensor
-    adam = make_optimizer("ADAM", params, 1e-3, fused=False)
+    adam = make_torch_optimizer("ADAM", params, 1e-3, fused=False)
     assert type(adam) is torch.optim.Adam and adam.defaults["lr"] == 1e-3
     assert not adam.defaults["fused"]
 

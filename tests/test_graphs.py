@@ -16,7 +16,8 @@ from torch import nn
 
 from labkit.data import digits5k
 from labkit.graphs import CapturedEpoch
-from labkit.sweep import StackedMLP, StackedSGD, SweepConfig, stacked_cross_entropy, sweep_mlp
+from labkit.optim.stacked import StackedSGD
+from labkit.sweep import StackedMLP, SweepConfig, stacked_cross_entropy, sweep_mlp
 from labkit.train import History
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -69,7 +70,7 @@ def test_every_batch_of_an_epoch_is_seen_once(digits):
     X, y, _, _ = digits
     stacked = StackedMLP(_net(), 1)
     epoch = CapturedEpoch(stacked, stacked_cross_entropy,
-                          StackedSGD(stacked, [SweepConfig("SGD", 1e-300)]), X, y, 32,
+                          StackedSGD(stacked.parameters(), lr=[1e-300]), X, y, 32,
                           capture=False)
     h = History()
     epoch.run([h], torch.Generator().manual_seed(0), len(X))
@@ -87,7 +88,7 @@ def test_every_batch_of_an_epoch_is_seen_once(digits):
 def test_bad_arguments_say_what_to_do(digits):
     X, y, _, _ = digits
     stacked = StackedMLP(_net(), 1)
-    sgd = StackedSGD(stacked, [SweepConfig("SGD", 0.1)])
+    sgd = StackedSGD(stacked.parameters(), lr=[0.1])
     with pytest.raises(ValueError, match="capture=False"):
         CapturedEpoch(stacked, stacked_cross_entropy, sgd, X, y, 32, capture=True)
     with pytest.raises(ValueError, match="larger than the 250"):

@@ -14,9 +14,9 @@ import re
 from pathlib import Path
 
 import numpy as np
+import offline_plotly  # _ext/, on pytest's pythonpath (pyproject.toml)
 import pytest
 
-from coursetools.sphinxext import offline_plotly
 from labkit.interactive import (
     Frame,
     Panel,

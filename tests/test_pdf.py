@@ -43,6 +43,14 @@ def chapters(entries: list[pdf.Entry]) -> list[pdf.Entry]:
     return [e for e in entries if e.part == "Chapters" and e.depth == 0]
 
 
+def test_the_book_extension_links_the_pdf_that_coursetools_writes():
+    """_ext/book_pdf.py imports nothing of coursetools (the public tree has none): the same file
+    name and environment variable on both sides."""
+    import book_pdf  # _ext/, on pytest's pythonpath (pyproject.toml)
+
+    assert (book_pdf.PDF_NAME, book_pdf.ENV) == (pdf.PDF_NAME, pdf.BOOK_PDF_ENV)
+
+
 def test_the_book_entries_are_the_toc():
     entries = pdf.book_entries()
     assert [e.page for e in entries] == toc_pages()

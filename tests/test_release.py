@@ -4,7 +4,8 @@ in it, buttons pointing at the public repository, and a book that builds from it
 The book build here uses the notebooks' stored outputs (``execute_notebooks: off`` in the copy's
 ``_config.yml``): executing them is what tests/test_notebooks.py and the main book build do, and
 the release changes no notebook. It runs offline, with warnings as errors, and with the release
-first on ``PYTHONPATH``, so that Sphinx imports labkit and the book's extensions from the release.
+first on ``PYTHONPATH``, so that Sphinx imports labkit from the release (and the book's extensions
+from its ``_ext/``, a local extension folder).
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ STUDENT_FILES = ("README.md", "_config.yml", "_toc.yml", "intro.md", "api.md", "
                  "requirements.txt", "pyproject.toml", "labkit/__init__.py",
                  "labs/first_training.ipynb", "labs/demo_results.ipynb",
                  "labs/assignments_guide.md", "binder/requirements.txt",
-                 "chapters/01_empirical_risk/index.md",
+                 "chapters/01_empirical_risk/index.md", "_ext/labkit_links.py",
+                 "_ext/static/plotly-basic-4.1.1.min.js",
                  *(f"labs/handouts/{m.name}" for m in MASTERS))
-PRIVATE = ("labs/assignments", "tests", "scripts", "benchmarks", "coursetools/grading",
-           "coursetools/handouts.py", "coursetools/leaks.py", "CONTRIBUTING.md",
+PRIVATE = ("labs/assignments", "tests", "scripts", "benchmarks", "coursetools", "CONTRIBUTING.md",
            "labs/README.md", ".venv", "_build", ".git")
 
 
@@ -115,6 +116,15 @@ def test_a_bad_output_folder_is_refused(tmp_path: Path, tree: Path):
     assert release.main(["--out", str(tmp_path)]) == 1
 
 
+def test_the_extensions_travel_as_a_folder_and_never_from_coursetools():
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert release.extension_files(config) == ["_ext"]
+    with pytest.raises(release.ReleaseError, match="put the extension in _ext/"):
+        release.extension_files({"sphinx": {"extra_extensions": ["coursetools.anything"]}})
+    with pytest.raises(release.ReleaseError, match="not found"):
+        release.extension_files({"sphinx": {"local_extensions": {"x": "no_such_folder"}}})
+
+
 @pytest.mark.book
 def test_the_book_builds_from_the_release_alone(tree: Path):
     config = yaml.safe_load((tree / "_config.yml").read_text())
@@ -122,8 +132,7 @@ def test_the_book_builds_from_the_release_alone(tree: Path):
     (tree / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     env = {**os.environ, "PYTHONPATH": str(tree)}
     probe = subprocess.run(
-        [sys.executable, "-c", "import labkit, coursetools.sphinxext.labkit_links as m; "
-                               "print(labkit.__file__); print(m.__file__)"],
+        [sys.executable, "-c", "import labkit; print(labkit.__file__)"],
         cwd=tree, env=env, capture_output=True, text=True, timeout=120)
     assert probe.returncode == 0, probe.stderr
     assert all(line.startswith(str(tree)) for line in probe.stdout.split()), probe.stdout

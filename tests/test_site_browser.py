@@ -358,7 +358,7 @@ def test_search_finds_every_page(site: Path, server: str, tab: Tab):
 
 
 # ----------------------------------------------------------------------------------------------
-# Interactive figures (labkit.interactive, plotly.js served by coursetools.sphinxext.offline_plotly)
+# Interactive figures (labkit.interactive, plotly.js served by _ext/offline_plotly.py)
 # ----------------------------------------------------------------------------------------------
 
 #: The pages with interactive figures, and how many each has (issue 24).

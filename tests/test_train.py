@@ -16,8 +16,8 @@ from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 from labkit import train as lk_train  # noqa: E402
 from labkit.models import MLP, count_parameters  # noqa: E402
-from labkit.optim import run_title  # noqa: E402
 from labkit.plot import plot_losses, smooth  # noqa: E402
+from labkit.runs import run_title  # noqa: E402
 from labkit.train import History, fit, train_loop  # noqa: E402
 
 

@@ -16,7 +16,8 @@ changes; a name that the API page does not document fails the build (``-n``).
 by ``{py:func}`` roles in its prose. The analysis (:func:`labkit_names_used`) is shared with the
 tests.
 
-Enabled in ``_config.yml`` under ``sphinx: extra_extensions``; it loads ``sphinx.ext.viewcode``.
+Enabled in ``_config.yml`` under ``sphinx: local_extensions`` (from ``_ext/``, which the public
+release copies as it is); it loads ``sphinx.ext.viewcode``. It imports nothing of coursetools.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import json
 import posixpath
 from collections import defaultdict
 from pathlib import Path
@@ -34,9 +36,19 @@ from sphinx.application import Sphinx
 from sphinx.ext.viewcode import OUTPUT_DIRNAME, viewcode_anchor
 from sphinx.util.docutils import SphinxDirective
 
-from coursetools.notebooks import notebook_code
-
 __all__ = ["LabkitUsed", "labkit_names_used", "notebook_code", "source_page"]
+
+
+def notebook_code(path: Path) -> str:
+    """The code cells of a notebook, IPython magics and shell lines removed."""
+    nb = json.loads(Path(path).read_text(encoding="utf-8"))
+    lines = []
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") != "code":
+            continue
+        source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+        lines.extend(ln for ln in source.splitlines() if not ln.lstrip().startswith(("%", "!")))
+    return "\n".join(lines)
 
 
 def labkit_names_used(code: str) -> set[str]:

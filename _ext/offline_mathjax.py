@@ -6,7 +6,7 @@ with raw ``$$`` on every page. This extension copies MathJax 3 from the Python p
 the site's ``_static/mathjax/`` and points Sphinx's ``mathjax_path`` at it. MyST's settings for
 MathJax (``mathjax3_config``) keep working: they configure whichever copy is loaded.
 
-Enabled in ``_config.yml`` under ``sphinx: extra_extensions``.
+Enabled in ``_config.yml`` under ``sphinx: local_extensions`` (``_ext/``).
 """
 
 from __future__ import annotations

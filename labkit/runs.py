@@ -1,7 +1,10 @@
-"""Optimizers by name, the way the labs pick them: ``make_optimizer("SGD", params, lr, momentum)``.
+"""The labs' runs: an optimizer by name and its hyper-parameters, the figure title of a run, and
+the PyTorch optimizer that trains it: ``make_torch_optimizer("SGD", params, lr, momentum)``.
 
 An :class:`OptimizerConfig` (a name and checked hyper-parameters) becomes ``torch.optim.SGD`` or
-``Adam`` here, and their vectorised counterparts in :mod:`labkit.sweep`.
+``torch.optim.Adam`` here (PyTorch's own, fused where it can: the labs' sequential runs and the
+benchmarks), and labkit's stacked counterparts (:mod:`labkit.optim.stacked`) in
+:mod:`labkit.sweep`.
 """
 
 from __future__ import annotations
@@ -50,15 +53,15 @@ class OptimizerConfig:
         return run_title(self.optimizer, self.lr, self.momentum, batch_size)
 
 
-def make_optimizer(
+def make_torch_optimizer(
     name: str,
     params,
     lr: float,
     momentum: float = 0.0,
     fused: bool | None = None,
 ) -> torch.optim.Optimizer:
-    """``torch.optim.SGD(params, lr, momentum)`` or ``torch.optim.Adam(params, lr)`` by name
-    (chapters 4 and 6; the labs).
+    """PyTorch's ``torch.optim.SGD(params, lr, momentum)`` or ``torch.optim.Adam(params, lr)`` by
+    name, not labkit's (chapters 4 and 6; the labs).
 
     ``fused=None`` picks torch's fused kernels on CPU and CUDA tensors, one kernel for all the
     parameters instead of a Python loop over them (on this course's 2-core CPU the for-loop Adam

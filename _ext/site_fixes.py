@@ -9,7 +9,7 @@
   what the theme falls back to anyway: light or dark as the reader's system prefers.
 
 ``tests/test_site_browser.py`` fails on any console error, so a regression shows up there.
-Enabled in ``_config.yml`` under ``sphinx: extra_extensions``.
+Enabled in ``_config.yml`` under ``sphinx: local_extensions`` (``_ext/``).
 """
 
 from __future__ import annotations

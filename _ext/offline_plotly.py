@@ -1,7 +1,7 @@
 """Serve plotly.js from the site itself, for the interactive figures of :mod:`labkit.interactive`.
 
 The interactive figures (sliders over results the notebook computed) are drawn in the reader's
-browser by plotly.js; like MathJax (:mod:`~coursetools.sphinxext.offline_mathjax`) it is served
+browser by plotly.js; like MathJax (``offline_mathjax``, beside it) it is served
 by the site, so they work offline. Which build, and why:
 
 * plotly.js, not Bokeh or Vega: a well-kept MIT library whose ``Plotly.react`` redraws a figure
@@ -18,7 +18,7 @@ by the site, so they work offline. Which build, and why:
 
 The file is copied to ``_static/plotly/`` and loaded only by the pages that hold an interactive
 figure (``class="labkit-interactive"``). Enabled in ``_config.yml`` under ``sphinx:
-extra_extensions``.
+local_extensions`` (``_ext/``).
 """
 
 from __future__ import annotations

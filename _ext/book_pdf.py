@@ -7,7 +7,7 @@ to the download menu that sphinx-book-theme puts on every page, after the page's
 variable :data:`ENV` for the HTML build when it then makes the PDF (by default, where Debian's
 chromium is installed; not with ``--no-pdf``), and the link is added only then, so it never
 dangles on a site built without the PDF. Enabled in ``_config.yml`` under
-``sphinx: extra_extensions``.
+``sphinx: local_extensions`` (``_ext/``).
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import os
 
 from sphinx.application import Sphinx
 
-#: The PDF's file name at the site's root (coursetools.pdf.PDF_NAME).
+#: The PDF's file name at the site's root (``coursetools.pdf.PDF_NAME``, a test checks they agree).
 PDF_NAME = "optimization-for-ml.pdf"
-#: Set to 1 by ``python -m coursetools book`` when the build goes on to write the PDF.
+#: Set to 1 by ``python -m coursetools book`` when the build goes on to write the PDF
+#: (``coursetools.pdf.BOOK_PDF_ENV``).
 ENV = "COURSETOOLS_BOOK_PDF"
 
 
