@@ -38,7 +38,7 @@ STATUSES = ("ok", "wrong-filename", "not-a-notebook", "wrong-assignment", "timeo
             "output-flood", "memory", "exited", "crashed")
 MAX_ANSWER = 64 << 20      # bytes of JSON the sandbox may send back
 TMP_BYTES = 512 << 20      # size of the sandbox's writable /tmp
-MAX_FRAMES = 1_000_000     # frames the sandbox may send (one per cell, two more)
+MAX_FRAMES = 1_000_000     # frames the sandbox may send (one per cell and per probe, two more)
 MAX_RERUNS = 5             # cells (and, apart, probes) skipped after running past their limit
 
 
