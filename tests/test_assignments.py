@@ -254,6 +254,31 @@ def test_wrong_answer_loses_points_on_the_named_test(graded: dict, fixture: Path
     assert "def test_" not in feedback, "feedback must not show the code of the tests"
 
 
+#: (assignment, test) pairs that no wrong-answer fixture has to fail, each with its reason.
+NEVER_FAILED_ALLOWED: dict[tuple[str, str], str] = {}
+
+
+@pytest.mark.notebooks
+def test_every_check_is_failed_by_a_wrong_answer(graded: dict):
+    """Each test of each assignment is named on an ``expect-fail:`` line of some wrong-answer
+    fixture and failed there (in the gradings above, not graded again): a check that no plausible
+    mistake fails could be wrong, or check nothing, and no run would say so."""
+    total, never = 0, set()
+    for name in NAMES:
+        results = graded[name]["results"]
+        tests = [t["name"] for q in results["solution"]["questions"].values() for t in q["tests"]]
+        failed = set()
+        for fixture in sorted((FIXTURES / name).glob("wrong_*.py")):
+            failed |= set(expected_failures(fixture)) & set(_failed(results[fixture.stem]))
+        total += len(tests)
+        never |= {(name, t) for t in tests if t not in failed}
+    unexpected = sorted(never - set(NEVER_FAILED_ALLOWED))
+    assert not unexpected, (f"{len(unexpected)} of {total} checks are failed by no wrong-answer "
+                            "fixture (add one, tests/fixtures/assignments/README.md):\n  "
+                            + "\n  ".join(f"{a}: {t}" for a, t in unexpected))
+    assert not set(NEVER_FAILED_ALLOWED) - never, "an allowed entry is now covered: remove it"
+
+
 @pytest.mark.notebooks
 def test_class_folder_gives_the_expected_grade_sheet(graded: dict):
     out = graded[CLASS_ASSIGNMENT]["out"]

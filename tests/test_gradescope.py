@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -29,9 +31,8 @@ CASES = {"solution": "solution", "untouched": "untouched", "wrong_sum_loss": "wr
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory) -> dict:
-    """The zip, a folder of the cases graded by ``coursetools grade``, and each case run through
-    the zip's ``run_autograder`` in its own fake ``/autograder``."""
+def made(tmp_path_factory) -> dict:
+    """The handouts of ``NAME`` (``build``) and its Gradescope zip (``package``)."""
     base = tmp_path_factory.mktemp("gradescope")
     build = base / "assign"
     subprocess.run([sys.executable, "-m", "coursetools", "handouts", NAME, "--build", str(build),
@@ -41,7 +42,15 @@ def graded(tmp_path_factory) -> dict:
                            "--autograder", str(archive), "--out", str(base / "zip")],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert made.returncode == 0, made.stdout + made.stderr
-    package = base / "zip" / f"{NAME}-gradescope.zip"
+    return {"base": base, "build": build, "archive": archive,
+            "package": base / "zip" / f"{NAME}-gradescope.zip"}
+
+
+@pytest.fixture(scope="module")
+def graded(made: dict) -> dict:
+    """The zip, a folder of the cases graded by ``coursetools grade``, and each case run through
+    the zip's ``run_autograder`` in its own fake ``/autograder``."""
+    base, build, archive, package = made["base"], made["build"], made["archive"], made["package"]
     folder = base / "submissions"
     folder.mkdir()
     for case, how in CASES.items():
@@ -116,3 +125,54 @@ def test_without_bubblewrap_the_submission_runs_as_nobody(monkeypatch):
     assert cmd[0].endswith("setpriv") and cmd[1:3] == ["--reuid", "65534"]
     assert "--clear-groups" in cmd and "--inh-caps=-all" in cmd
     assert cmd[cmd.index("--") + 1:] == [sys.executable, "-I", str(isolation.WORKER), "7"]
+
+
+#: A cell appended to the solution: who it runs as, and whether it can write Gradescope's results
+#: or read the hidden tests (ROOT is the fake /autograder).
+SNOOP = """import os
+print('uid', os.getuid(), 'gid', os.getgid())
+for what, path, mode in (('results', 'ROOT/results/results.json', 'w'),
+                         ('archive', 'ROOT/source/NAME-autograder.zip', 'rb')):
+    try:
+        with open(path, mode) as f:
+            if mode == 'w':
+                f.write('{"score": 100, "output": "", "tests": []}')
+        print(what, 'opened')
+    except OSError as err:
+        print(what, type(err).__name__)
+"""
+
+
+@pytest.mark.notebooks
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="the fallback runs the submission as nobody: it needs root and setpriv")
+def test_without_bubblewrap_the_submission_runs_as_nobody_for_real(made: dict):
+    """Gradescope runs ``run_autograder`` as root; where bubblewrap can make no sandbox (forced
+    here with AUTOGRADER_NO_BUBBLEWRAP=1), the submission runs as ``nobody`` (setpriv): it sees the
+    real file system, and can write neither the results nor read the hidden tests."""
+    top = Path(tempfile.mkdtemp(prefix="gradescope-nobody-", dir="/tmp"))
+    try:  # not under pytest's tmp folder (mode 700): nobody must reach the worker's file
+        os.chmod(top, 0o755)
+        root = top / "autograder"
+        (root / "submission").mkdir(parents=True)
+        with zipfile.ZipFile(made["package"]) as zf:
+            zf.extractall(root / "source")
+        nb = _base(made["build"], "solution")
+        nb.cells.append(nbformat.v4.new_code_cell(
+            SNOOP.replace("ROOT", str(root)).replace("NAME", NAME)))
+        nbformat.write(nb, root / "submission" / "notebook.ipynb")
+        run = subprocess.run(["bash", str(root / "source" / "run_autograder")],
+                             env={"AUTOGRADER_ROOT": str(root), "PATH": "/usr/bin:/bin",
+                                  "AUTOGRADER_PYTHON": sys.executable, "OMP_NUM_THREADS": "1",
+                                  "AUTOGRADER_NO_BUBBLEWRAP": "1"},
+                             capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        doc = json.loads((root / "results" / "results.json").read_text())
+    finally:
+        shutil.rmtree(top)
+    printed = run.stdout  # run_autograder prints the submission's log
+    assert "uid 65534 gid 65534" in printed, printed[-3000:]
+    # PermissionError, not FileNotFoundError: it sees the real folders (no sandbox), as nobody.
+    assert "results PermissionError" in printed and "archive PermissionError" in printed, \
+        printed[-3000:]
+    assert doc["score"] == 12 and doc["output"] == "Score 12 / 12", doc

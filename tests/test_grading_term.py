@@ -206,6 +206,49 @@ def test_the_whole_run_limit_names_the_running_cell(build: Path, tmp_path: Path)
     assert f"in cell {number}" in (tmp_path / "logs" / "student.log").read_text()
 
 
+HANGS_FOR_FIVE = """
+def init_params(n_features):
+    w = torch.zeros(n_features, requires_grad=True)
+    b = torch.zeros((), requires_grad=True)
+    while n_features == 5:  # hangs for this input only (a hidden test's)
+        pass
+    return w, b
+"""
+
+
+@pytest.mark.notebooks
+def test_a_hung_probe_fails_only_its_test_and_the_others_still_run(build: Path, tmp_path: Path):
+    """``init_params`` hangs for the input of one hidden test only: that test is stopped after the
+    time limit per test and fails with a message that says so; every other test passes."""
+    _, solution, _ = _paths(build)
+    fixture = tmp_path / "hangs_for_five.py"
+    fixture.write_text("import torch\n" + HANGS_FOR_FIVE)
+    nb = with_definitions(solution, fixture)
+    row = _grade(build, nb, tmp_path, limits=Limits(timeout=60, probe_timeout=3))
+    assert row.status == "ok", row
+    failed = {t["name"]: t["message"] for q in row.questions.values() for t in q["tests"]
+              if not t["passed"]}
+    assert list(failed) == ["test_init_zero_float32_leaves"], failed
+    assert failed["test_init_zero_float32_leaves"].startswith(
+        "stopped after 3 s (the time limit per test)"), failed
+    assert row.total == Autograder.load(_paths(build)[0]).possible - 1, row
+    assert "test test_init_zero_float32_leaves was stopped after 3 s" in row.detail, row.detail
+    log = (tmp_path / "logs" / "student.log").read_text()
+    assert ("[grader] test test_init_zero_float32_leaves was still running after 3 s (the time "
+            "limit per test): stopped; the notebook runs again without it") in log, log[-2000:]
+
+
+def test_the_time_limit_per_test_is_an_option_with_its_default():
+    out = subprocess.run([sys.executable, "-m", "coursetools", "grade", "--help"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    text = " ".join(out.stdout.split())
+    assert "--probe-timeout PROBE_TIMEOUT" in text and "(default: 30)" in text, out.stdout
+    assert Limits().probe_timeout == 30
+    message = verdicts.verdict(None, {"stopped": 30})
+    assert message == (False, "stopped after 30 s (the time limit per test): your code was still "
+                              "running when this test called it")
+
+
 @pytest.mark.notebooks
 def test_a_syntax_error_is_named_in_the_feedback(build: Path, tmp_path: Path):
     _, solution, _ = _paths(build)

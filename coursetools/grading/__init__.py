@@ -13,8 +13,8 @@ Gradescope); what is not a notebook, and every symbolic link, is skipped and lis
 Scores are computed where no submission's code runs. Every submission runs in a fresh
 bubblewrap sandbox (:mod:`~coursetools.grading.isolation`: read-only system and Python, a private
 ``/tmp``, no network, its own PID namespace, user ``nobody``; the archive, the reference values
-and the other submissions are not there), with limits on time (per cell and in all), printed
-output, memory and processes. There a worker runs the notebook's cells and then each test's
+and the other submissions are not there), with limits on time (per cell, per test and in all),
+printed output, memory and processes. There a worker runs the notebook's cells and then each test's
 *probe*, which returns plain values (JSON; tensors as dtype, shape and bytes); the grader runs
 each test's *check* on them, outside (:mod:`~coursetools.grading.verdicts`), and takes as the
 answer only the reply that carries the probes' one-time nonce. Where no sandbox can be made the
@@ -29,7 +29,8 @@ one: a regrade replaces only its own rows)::
 with ``status`` one of
 
 * ``ok``: graded (whatever the score; ``detail`` counts cells that raised an error and names a
-  cell stopped at the time limit per cell, which the notebook was run again without);
+  cell stopped at the time limit per cell, or a test stopped at the time limit per test
+  (``--probe-timeout``: that test fails), which the notebook was run again without);
 * ``wrong-filename``: a file name with control characters, so not graded;
 * ``not-a-notebook``: named ``.ipynb`` but not a readable notebook (not JSON, not UTF-8);
 * ``wrong-assignment``: a notebook of another assignment (its Otter metadata says so);

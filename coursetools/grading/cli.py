@@ -26,6 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cell-timeout", type=float, default=120,
                         help="seconds one cell may run; a cell past it is skipped (the notebook "
                              "runs again without it) and the log names it")
+    parser.add_argument("--probe-timeout", type=float, default=30,
+                        help="seconds one test may run the notebook's functions (default: "
+                             "%(default)g); a test past it fails, stopped, and the other tests "
+                             "still run (the notebook runs again without it)")
     parser.add_argument("--max-output", type=int, default=2_000_000,
                         help="bytes of output a submission may print")
     parser.add_argument("--memory", type=int, default=4096,
@@ -56,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     autograder = Autograder.load(archive)
     start = time.perf_counter()
     limits = Limits(timeout=args.timeout, cell_timeout=args.cell_timeout,
+                    probe_timeout=args.probe_timeout,
                     max_output=args.max_output, memory_mb=args.memory,
                     max_processes=args.max_processes)
     roster = read_roster(args.roster) if args.roster else None

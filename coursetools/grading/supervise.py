@@ -4,7 +4,8 @@ The supervisor runs no code of a submission. For each file it reads the notebook
 the worker (:mod:`coursetools.grading.worker`) in the sandbox
 (:mod:`coursetools.grading.isolation`), sends it the code cells, then (once the cells are done)
 the tests' probes, and reads back one answer of plain values, size-limited. It kills the whole
-sandbox when the time, output, memory or process limit is passed, and turns what happened into a
+sandbox when the time, output, memory or process limit is passed (a cell or a probe past its own
+time limit: the notebook runs again without it), and turns what happened into a
 :class:`Row` with one of :data:`STATUSES`; the scores come from the checks that it runs itself
 (:mod:`coursetools.grading.verdicts`), never from the sandbox.
 """
@@ -37,8 +38,8 @@ STATUSES = ("ok", "wrong-filename", "not-a-notebook", "wrong-assignment", "timeo
             "output-flood", "memory", "exited", "crashed")
 MAX_ANSWER = 64 << 20      # bytes of JSON the sandbox may send back
 TMP_BYTES = 512 << 20      # size of the sandbox's writable /tmp
-MAX_FRAMES = 1_000_000     # frames the sandbox may send (one per cell, two more)
-MAX_RERUNS = 5             # cells skipped after running past the time limit per cell
+MAX_FRAMES = 1_000_000     # frames the sandbox may send (one per cell and per probe, two more)
+MAX_RERUNS = 5             # cells (and, apart, probes) skipped after running past their limit
 
 
 @dataclass
@@ -60,6 +61,7 @@ class Row:
 class Limits:
     timeout: float = 300            # seconds of wall-clock time, all cells and tests
     cell_timeout: float = 120       # seconds one cell may run
+    probe_timeout: float = 30       # seconds one test's probe may run
     max_output: int = 2_000_000     # bytes printed
     memory_mb: int = 4096           # resident memory of the whole sandbox
     max_processes: int = 64         # processes in the sandbox at once
@@ -253,25 +255,45 @@ class Outcome:
     failures: dict = field(default_factory=dict)   # cell index -> "SyntaxError: ..."
     skipped: list = field(default_factory=list)    # cells stopped at the time limit per cell
     running: int | None = None                     # the cell running when it was stopped
+    stopped: list = field(default_factory=list)    # tests whose probe passed its time limit
+    test: str | None = None                        # the test whose probe was stopped
 
 
 def run_submission(cells: list[tuple[int, str]], autograder: Autograder, log_path: Path,
                    limits: Limits, sandboxed: bool) -> Outcome:
-    """The :class:`Outcome` of one notebook, run in a fresh sandbox (again, per hung cell).
+    """The :class:`Outcome` of one notebook, run in a fresh sandbox (again, per hung cell or probe).
 
     A cell still running after ``limits.cell_timeout`` seconds is stopped with the whole sandbox;
     the notebook then runs again, in a fresh sandbox, without that cell (up to
-    :data:`MAX_RERUNS` cells), so that a hung cell costs only what depends on it. The log names
-    each such cell; ``limits.timeout`` bounds all the runs together.
+    :data:`MAX_RERUNS` cells), so that a hung cell costs only what depends on it. A test's probe
+    still running after ``limits.probe_timeout`` seconds is stopped the same way: that test fails
+    (its answer says after how long it was stopped) and the notebook runs again with the other
+    probes (up to :data:`MAX_RERUNS` probes). The log names each such cell and test;
+    ``limits.timeout`` bounds all the runs together.
     """
     deadline = time.perf_counter() + limits.timeout
     skipped: list[int] = []
+    stopped: list[str] = []
     while True:
         with tempfile.TemporaryDirectory(prefix="grade-") as scratch:  # used without a sandbox
             outcome = _run(cells, autograder, log_path, limits, sandboxed, Path(scratch),
-                           skipped, deadline)
+                           skipped, deadline, stopped)
+        if outcome.status == "probe-timeout":
+            stopped.append(outcome.test)
+            note = (f"test {outcome.test} was still running after {limits.probe_timeout:g} s "
+                    "(the time limit per test): stopped")
+            if len(stopped) > MAX_RERUNS:
+                _note(log_path, f"{note}; {len(stopped)} tests hung: not run again")
+                return Outcome("timeout", f"{len(stopped)} tests ran past the time limit per "
+                               f"test ({limits.probe_timeout:g} s)", skipped=skipped,
+                               stopped=stopped)
+            _note(log_path, f"{note}; the notebook runs again without it")
+            continue
         if outcome.status != "cell-timeout":
-            outcome.skipped = skipped
+            outcome.skipped, outcome.stopped = skipped, stopped
+            if outcome.values is not None:  # the grader's own answer for each stopped probe
+                for name in stopped:
+                    outcome.values[name] = {"stopped": limits.probe_timeout}
             return outcome
         skipped.append(outcome.running)
         note = (f"cell {cells[outcome.running][0]} ({_first_line(cells[outcome.running][1])}) "
@@ -296,7 +318,8 @@ def _first_line(source: str) -> str:
 
 
 def _run(cells: list[tuple[int, str]], autograder: Autograder, log_path: Path, limits: Limits,
-         sandboxed: bool, scratch: Path, skip: list[int], deadline: float) -> Outcome:
+         sandboxed: bool, scratch: Path, skip: list[int], deadline: float,
+         stopped: list[str] = ()) -> Outcome:
     read_fd, write_fd = os.pipe()
     args = [str(write_fd)]
     if sandboxed:
@@ -314,7 +337,7 @@ def _run(cells: list[tuple[int, str]], autograder: Autograder, log_path: Path, l
                             preexec_fn=_limit_resources(limits.memory_mb))
     os.close(write_fd)
     frames = _Frames(read_fd)
-    output = _Output(proc.stdout, log_path, limits.max_output, append=bool(skip))
+    output = _Output(proc.stdout, log_path, limits.max_output, append=bool(skip or stopped))
     frames.start()
     output.start()
     threading.Thread(target=_send, args=(proc.stdin, {"cells": [c for _, c in cells],
@@ -325,6 +348,8 @@ def _run(cells: list[tuple[int, str]], autograder: Autograder, log_path: Path, l
     nonce = secrets.token_hex(16)
     verdict, probes_sent, answer, failures, errors = None, False, None, {}, 0
     running, cell_start, last_check = None, time.perf_counter(), 0.0
+    tests = [t for t in autograder.tests if t.name not in stopped]
+    probing, probe_start = None, 0.0  # the test whose probe runs, since when
     try:
         while verdict is None and answer is None:
             # Decided before taking: once the worker and the reader have both ended, every frame
@@ -344,10 +369,14 @@ def _run(cells: list[tuple[int, str]], autograder: Autograder, log_path: Path, l
                     count = frame.get("errors")
                     errors = min(count, 10_000) if type(count) is int and count > 0 else 0
                     probes = [{"name": t.name, "params": list(t.params), "source": t.probe,
-                               "seed": 0} for t in autograder.tests]
+                               "seed": 0} for t in tests]
                     threading.Thread(target=_send, args=(proc.stdin, {"tests": probes,
                                                                       "nonce": nonce}),
                                      daemon=True).start()
+                elif event == "probe" and probes_sent:
+                    index = frame.get("index")
+                    if type(index) is int and 0 <= index < len(tests):
+                        probing, probe_start = tests[index].name, time.perf_counter()
                 elif event == "probes" and probes_sent and frame.get("nonce") == nonce:
                     answer = frame
                     break
@@ -362,13 +391,17 @@ def _run(cells: list[tuple[int, str]], autograder: Autograder, log_path: Path, l
                 verdict = ("output-flood", f"more than {limits.max_output:,} bytes of output")
             elif now > deadline:
                 where = (f" (in cell {cells[running][0]}: {_first_line(cells[running][1])})"
-                         if running is not None else
+                         if running is not None else f" (in test {probing})" if probing else
                          " (answering the tests)" if probes_sent else "")
                 verdict = ("timeout", f"still running after {limits.timeout:g} s{where}, stopped")
             elif running is not None and now - cell_start > limits.cell_timeout:
                 _kill_all(proc)
                 output.join(5)
                 return Outcome("cell-timeout", running=running)
+            elif probing is not None and now - probe_start > limits.probe_timeout:
+                _kill_all(proc)
+                output.join(5)
+                return Outcome("probe-timeout", test=probing)
             elif now - last_check >= 0.1:  # the process tree (every process's /proc): rarely
                 last_check = now
                 procs = _tree(proc.pid)
@@ -449,6 +482,8 @@ def grade_one(sub: Submission, autograder: Autograder, out: Path, *, limits: Lim
     outcome = run_submission(cells, autograder, out / "logs" / f"{key}.log", limits, sandboxed)
     skipped = [f"cell {cells[i][0]} ran past the time limit per cell ({limits.cell_timeout:g} s) "
                "and was skipped" for i in outcome.skipped]
+    skipped += [f"test {name} was stopped after {limits.probe_timeout:g} s (the time limit per "
+                "test)" for name in outcome.stopped]
     row.detail = "; ".join(x for x in (outcome.detail, *skipped, unsafe_note) if x)
     row.status, row.seconds = outcome.status, time.perf_counter() - start
     if outcome.status != "ok":

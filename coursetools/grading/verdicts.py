@@ -140,6 +140,10 @@ def verdict(test: Test, answer, context: Context | None = None) -> tuple[bool, s
     if isinstance(answer, dict) and set(answer) == {"missing"} and isinstance(
             answer["missing"], list):
         return False, missing_message(answer["missing"], context)
+    if isinstance(answer, dict) and set(answer) == {"stopped"} and type(
+            answer["stopped"]) in (int, float):  # the grader stopped the probe (it hung)
+        return False, (f"stopped after {answer['stopped']:g} s (the time limit per test): your "
+                       "code was still running when this test called it")
     if not isinstance(answer, dict) or not ({"value"} == set(answer) or {"error"} == set(answer)):
         return False, "no answer came back for this test (the notebook stopped before it ran)"
     if "error" in answer:

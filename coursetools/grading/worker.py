@@ -10,7 +10,8 @@ not stop the others, as in Otter). To the file descriptor RESULTS_FD it writes a
 each cell (its index, so that the grader can name a cell that hangs) and one when the cells are
 done (with the errors they raised). Then it reads a second frame, the *probes* (one small
 function per test, which calls the student's functions and returns what they gave), runs each
-with Python's, NumPy's and torch's generators seeded, and writes their values as one last
+with Python's, NumPy's and torch's generators seeded (writing a frame with its index before it,
+so that the grader can stop a probe that hangs), and writes their values as one last
 frame, which carries the probes' one-time ``nonce``: plain JSON, with tensors as dtype, shape
 and raw bytes (:func:`encode`). The verdicts are computed outside, by the tests' *checks*
 (:mod:`coursetools.grading.verdicts`).
@@ -156,7 +157,8 @@ def run(results: int, control: int = 0) -> int:
     probes = read_frame(control)
     values = {}
     user_ns = shell.user_ns
-    for test in probes["tests"]:
+    for index, test in enumerate(probes["tests"]):
+        write_frame(results, {"event": "probe", "index": index})  # names a probe that hangs
         try:
             values[test["name"]] = run_probe(test, user_ns)
         except BaseException as err:  # the student's code raised: the check will say so
