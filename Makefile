@@ -36,7 +36,7 @@ pdf: install system-packages
 	$(BIN)/python -m coursetools book --pdf
 
 test: install system-packages
-	$(BIN)/python -m pytest tests -ra
+	$(BIN)/python -m pytest tests -ra --durations=30
 
 # What the tests need from Debian besides Python: chromium (tests/test_site_browser.py) and
 # bubblewrap (the grader's sandbox). Installed here where this is root with apt; otherwise make
