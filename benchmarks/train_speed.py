@@ -1,7 +1,8 @@
 """Training speed of the lecture's MLP: the seed's loop as written against labkit's loops.
 
 Usage: ``.venv/bin/python benchmarks/train_speed.py [--epochs 1] [--repeats 3] [--threads N]
-[--optimizer SGD|Adam] [--device auto] [--batch-sizes 16 64 256] [--json PATH]``
+[--optimizer SGD|Adam] [--device auto] [--batch-sizes 16 64 256] [--json PATH]``;
+``--markdown JSON...`` prints the README's block for committed results.
 
 One epoch over the 4,000 training images of ``digits5k`` (the MLP 784-512-512-10, cross-entropy,
 SGD with lr 0.01 and momentum 0.9, or Adam with lr 0.001), from the same initial weights, at
@@ -78,6 +79,31 @@ def torch_optimizer(name, params):
     return torch.optim.Adam(params, lr=0.001)
 
 
+COLUMNS = ["seed", "DL+tensors", "labkit", "labkit bf16", "sweep x3", "3 runs"]
+RATIOS = ["labkit/seed", "tensors/seed", "bf16/fp32", "sweep/runs"]
+
+
+def markdown(run: dict, name: str) -> str:
+    """The block labs/README.md shows for one ``--json`` result named ``name``: a heading line,
+    the table, and the range of each ratio over the batch sizes (checked by
+    tests/test_cpu_results.py)."""
+    threads = f"{run['threads']} thread{'s' if run['threads'] != 1 else ''}"
+    lines = [f"{run['optimizer']}, {threads} (`{name}`, load average "
+             f"{run['load_average_at_start'][0]:.2f} before the run):", "",
+             "| batch | " + " | ".join(c.replace("x3", "×3") for c in COLUMNS) + " | "
+             + " | ".join(RATIOS) + " |",
+             "| " + " | ".join(["---:"] * (1 + len(COLUMNS) + len(RATIOS))) + " |"]
+    for r in run["rows"]:
+        speeds = " | ".join(f"{r['samples_per_s'][c]:,.0f}" for c in COLUMNS)
+        ratios = " | ".join(f"**{r[k]:.2f}**" if k == "labkit/seed" else f"{r[k]:.2f}"
+                            for k in RATIOS)
+        lines.append(f"| {r['batch_size']} | {speeds} | {ratios} |")
+    ranges = ", ".join(f"{k} {min(r[k] for r in run['rows']):.2f}–"
+                       f"{max(r[k] for r in run['rows']):.2f}" for k in RATIOS)
+    lines += ["", f"Over the batch sizes: {ranges}."]
+    return "\n".join(lines)
+
+
 def cpu_model() -> str:
     """The CPU's model name (Linux's /proc/cpuinfo), else what platform knows."""
     try:
@@ -108,7 +134,13 @@ def main() -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64, 256])
     parser.add_argument("--json", type=Path, default=None, help="also write the table here")
+    parser.add_argument("--markdown", type=Path, nargs="+", default=None, metavar="JSON",
+                        help="print labs/README.md's block for these results, run nothing")
     args = parser.parse_args()
+    if args.markdown:
+        for path in args.markdown:
+            print(markdown(json.loads(path.read_text()), f"{path.parent.name}/{path.name}"), "\n")
+        return 0
     load_at_start = os.getloadavg()
     if args.threads:
         torch.set_num_threads(args.threads)
