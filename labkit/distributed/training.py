@@ -119,14 +119,16 @@ def train_data_parallel(
     Every worker draws the same random order of the :math:`N` training images (seeded by
     ``seed`` and the epoch); step :math:`t` uses the global batch of :math:`Pb` images
     ``order[t·Pb : (t+1)·Pb]`` and worker :math:`p` the :math:`p`-th slice of :math:`b` of them.
-    The worker's gradients are combined by ``mode``:
+    The loop is :func:`labkit.train.train_epoch` on :func:`labkit.batches.shard_batches`; the
+    worker's gradients are combined by ``mode`` in its hooks:
 
-    * ``"allreduce"``: :func:`~.average_gradients` after ``backward()`` (hand-written);
+    * ``"allreduce"``: :func:`~.average_gradients` after ``backward()``, in ``on_gradients``
+      (hand-written);
     * ``"ddp"``: :class:`~torch.nn.parallel.DistributedDataParallel`, optionally with the
       communication ``hook`` ``"fp16"``, ``"bf16"`` or ``"powersgd"`` (rank ``powersgd_rank``)
       (Li et al., 2020; Vogels et al., 2019);
     * ``"local_sgd"``: no gradient exchange; :func:`~.average_parameters` every ``local_steps``
-      steps (Stich, 2019).
+      steps, in ``on_step`` (Stich, 2019).
 
     Outside a process group it is the single-process run with batch :math:`Pb`, where :math:`P`
     is ``world_size`` (default 1): the reference of the equality :math:`P` workers = one process
@@ -137,7 +139,8 @@ def train_data_parallel(
     samples seen by all workers after each step), ``bytes_model`` (the bytes this worker sends by
     the ring model), ``bytes_measured`` (:func:`~.bytes_written` during training, ``None`` where not
     measurable), ``seconds``, ``train_loss``/``test_accuracy`` of the final weights (if
-    ``evaluate``), and ``weights`` (the flat final weights, if ``return_weights``). ``data``:
+    ``evaluate``; :func:`labkit.fast.evaluate_tensors` in batches of 1,000), and ``weights``
+    (the flat final weights, if ``return_weights``). ``data``:
     the tensors of :func:`digits_tensors` (loaded here when ``None``). ``bucket_cap_mb``: DDP's
     bucket size (its default when ``None``; one bucket for PowerSGD on gloo).
     """
