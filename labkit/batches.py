@@ -6,7 +6,8 @@ An epoch of mini-batch SGD visits the training set in a fresh uniformly random o
 
 with :math:`\pi` one ``torch.randperm`` per epoch and the last batch possibly smaller: what
 ``DataLoader(shuffle=True)`` feeds the lecture's script. These are the batch sources of every
-training loop of the course (:func:`labkit.train.train_epoch` consumes them); this module imports
+training loop of the course (:func:`labkit.train.train_epoch` consumes them; :func:`shard_batches`
+feeds data-parallel SGD, chapter 9); this module imports
 nothing from the rest of labkit but its checks.
 """
 
@@ -71,3 +72,44 @@ def epoch_batches(
         else:
             idx = perm[start:start + batch_size]
             yield X[idx], y[idx]
+
+
+def shard_batches(
+    X: torch.Tensor,
+    y: torch.Tensor,
+    global_batch: int,
+    rank: int = 0,
+    shards: int = 1,
+    generator: torch.Generator | None = None,
+    steps: int | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    r"""Worker ``rank``'s mini-batches of data-parallel SGD over ``shards`` workers (chapter 9).
+
+    Every worker draws the same :func:`epoch_permutation` :math:`\pi` (its ``generator`` seeded
+    like the others'); step :math:`t` of an epoch uses the global batch of :math:`B` =
+    ``global_batch`` images :math:`\pi(tB), \dots, \pi(tB + B - 1)`, and worker :math:`p` its
+    :math:`p`-th slice of :math:`B/P` of them, so the :math:`P` workers together see what one
+    process with batch :math:`B` sees. The last incomplete global batch of an epoch is dropped
+    (every worker takes the same steps). ``steps`` batches in all, over as many epochs as they
+    need (each with a fresh permutation); one epoch when ``None``.
+    """
+    checks.integer("global_batch", global_batch, 1)
+    checks.integer("shards", shards, 1)
+    if global_batch % shards:
+        raise ValueError(f"global_batch must be a multiple of shards={shards}; got "
+                         f"global_batch={global_batch}")
+    if not isinstance(rank, int) or not 0 <= rank < shards:
+        raise ValueError(f"rank must be an integer in [0, {shards}); got rank={rank!r}")
+    per_epoch = len(X) // global_batch
+    if per_epoch == 0:
+        raise ValueError(f"the global batch {global_batch} exceeds the {len(X)} training images")
+    total = per_epoch if steps is None else checks.integer("steps", steps, 0)
+    local = global_batch // shards
+    taken = 0
+    while taken < total:
+        perm = epoch_permutation(len(X), generator, X.device)
+        for s in range(min(per_epoch, total - taken)):
+            start = s * global_batch + rank * local
+            idx = perm[start:start + local]
+            yield X[idx], y[idx]
+        taken += per_epoch

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -120,6 +121,8 @@ def train_tensors(
     max_loss: float = math.inf,
     scheduler=None,
     shuffle: bool = True,
+    on_gradients: Callable[[nn.Module], object] | None = None,
+    on_step: Callable[[nn.Module], object] | None = None,
 ) -> History:
     """:func:`labkit.train.fit` on preloaded tensors: ``epochs`` epochs, each with a test pass
     (the labs' Demo & Results trains every run with it).
@@ -130,8 +133,9 @@ def train_tensors(
     script's test ``DataLoader``. Stops at the first NaN or infinite loss, or the first above
     ``max_loss``, and marks the history ``diverged``. ``shuffle=False`` takes the training images
     in their stored order every epoch (the lecture's script). ``scheduler`` (e.g. a
-    ``torch.optim.lr_scheduler``) is stepped after every optimizer step. Returns the
-    :class:`labkit.train.History`.
+    ``torch.optim.lr_scheduler``) is stepped after every optimizer step; ``on_gradients`` and
+    ``on_step`` are :func:`labkit.train.train_epoch`'s hooks (between backward and step: read
+    or clip the gradients, chapter 7; after the step). Returns the :class:`labkit.train.History`.
     """
     checks.preloaded(X, y)
     history = History(label=label, max_loss=max_loss)
@@ -141,7 +145,8 @@ def train_tensors(
 
     def train_one() -> None:
         train_epoch(epoch_batches(X, y, batch_size, generator, shuffle), model, loss_fn,
-                    optimizer, [history], len(X), print_every, check_every, autocast, scheduler)
+                    optimizer, [history], len(X), print_every, check_every, autocast, scheduler,
+                    on_gradients, on_step)
 
     train_epochs(
         epochs, train_one, [history],

@@ -108,12 +108,19 @@ def train_epoch(
     check_every: int = 1,
     autocast=None,
     scheduler=None,
+    on_gradients: Callable[[nn.Module], object] | None = None,
+    on_step: Callable[[nn.Module], object] | None = None,
 ) -> None:
     """One epoch of mini-batch training, the driver of every training loop (chapter 4, the labs).
 
     For each batch: ``loss = loss_fn(model(X), y)`` (under ``autocast`` when given), backward,
-    step, zero the gradients, then ``scheduler.step()`` when a scheduler is given (a learning
-    rate that changes every step: warmup, cosine, chapter 7). The loss (one number, or one per
+    ``on_gradients(model)``, step, zero the gradients, ``on_step(model)``, then
+    ``scheduler.step()`` when a scheduler is given (a learning rate that changes every step:
+    warmup, cosine, chapter 7). The two hooks are where a loop does more than the five lines:
+    ``on_gradients`` sees the gradients of this batch before the step uses them (read their norm,
+    clip them, chapter 7; average them across workers, chapter 9); ``on_step`` sees the new
+    weights (probe them, the appendix; average them every H steps in local SGD, chapter 9).
+    Their return values are ignored. The loss (one number, or one per
     run of a sweep) goes into each run's history against the samples seen. Every
     ``check_every`` batches the losses are read back: one that is NaN, infinite or above the
     history's ``max_loss`` marks its run diverged and ends its history, and the epoch stops once
@@ -141,8 +148,12 @@ def train_epoch(
         if check_every == 1 and not check():
             return
         loss.backward(torch.ones_like(loss))
+        if on_gradients is not None:
+            on_gradients(model)
         optimizer.step()
         optimizer.zero_grad()
+        if on_step is not None:
+            on_step(model)
         if scheduler is not None:
             scheduler.step()
         if print_every and batch % print_every == 0:

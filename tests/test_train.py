@@ -154,3 +154,103 @@ def test_each_step_is_the_scripts_five_lines():
         weights[how] = [p.detach().clone() for p in model.parameters()]
     for a, b in zip(weights["driver"], weights["by hand"]):
         assert torch.equal(a, b)
+
+
+def test_hooks_run_between_backward_and_step_and_after_the_step():
+    """on_gradients sees this batch's gradients before the step, on_step the new weights after
+    it (gradients zeroed), then the scheduler steps: in that order, once per batch."""
+    model, loss_fn, _ = _setup()
+    events = []
+
+    class Recording(torch.optim.SGD):
+        def step(self, closure=None):
+            events.append("step")
+            return super().step(closure)
+
+    opt = Recording(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0)
+    sched.step = lambda *a, _step=sched.step: (events.append("scheduler"), _step(*a))
+    weight = model[0].weight
+
+    def on_gradients(m):
+        assert m is model and weight.grad is not None and weight.grad.abs().sum() > 0
+        events.append(("gradients", weight.detach().clone()))
+
+    def on_step(m):
+        assert m is model and weight.grad is None, "on_step comes after zero_grad"
+        events.append(("step done", weight.detach().clone()))
+
+    batches = list(DataLoader(_blobs(96), batch_size=32))
+    lk_train.train_epoch(batches, model, loss_fn, opt, [History()], print_every=None,
+                         scheduler=sched, on_gradients=on_gradients, on_step=on_step)
+    names = [e if isinstance(e, str) else e[0] for e in events]
+    assert names == ["gradients", "step", "step done", "scheduler"] * 3
+    for before, after in zip(events[0::4], events[2::4]):
+        assert not torch.equal(before[1], after[1]), "on_gradients sees the weights before the step"
+
+
+def test_on_gradients_clips_like_the_hand_written_loop_bit_for_bit():
+    """Chapter 7's loop: gradient norm read and clipped between backward and step. The driver
+    with on_gradients gives the same norms and the same weights as the loop written out."""
+    data = _blobs(160)
+    runs = {}
+    for how in ("driver", "by hand"):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+        opt = torch.optim.SGD(model.parameters(), lr=2.0, momentum=0.9)
+        batches = [(X.double(), y) for X, y in DataLoader(data, batch_size=16)]
+        norms = []
+        if how == "driver":
+            lk_train.train_epoch(
+                batches, model, nn.functional.cross_entropy, opt, [History()], print_every=None,
+                on_gradients=lambda m, norms=norms: norms.append(
+                    nn.utils.clip_grad_norm_(m.parameters(), 0.5).item()))
+        else:
+            for X, y in batches:
+                opt.zero_grad()
+                nn.functional.cross_entropy(model(X), y).backward()
+                norms.append(nn.utils.clip_grad_norm_(model.parameters(), 0.5).item())
+                opt.step()
+        runs[how] = norms, [p.detach().clone() for p in model.parameters()]
+    (norms, weights), (hand_norms, hand_weights) = runs["driver"], runs["by hand"]
+    assert norms == hand_norms
+    assert max(norms) > 0.5, "some steps must be clipped"
+    for a, b in zip(weights, hand_weights):
+        assert torch.equal(a, b)
+    # without clipping the weights differ: the test sees whether clipping was applied
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+    opt = torch.optim.SGD(model.parameters(), lr=2.0, momentum=0.9)
+    lk_train.train_epoch([(X.double(), y) for X, y in DataLoader(data, batch_size=16)], model,
+                         nn.functional.cross_entropy, opt, [History()], print_every=None)
+    assert not all(torch.equal(a, b) for a, b in zip(model.parameters(), hand_weights))
+
+
+def test_on_step_changes_the_weights_the_next_batch_sees():
+    """on_step may change the weights (local SGD averages them): the next forward pass uses them,
+    as in the loop written out."""
+    data = _blobs(96)
+    weights = {}
+    for how in ("driver", "by hand"):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+        opt = torch.optim.SGD(model.parameters(), lr=0.5)
+        batches = [(X.double(), y) for X, y in DataLoader(data, batch_size=32)]
+
+        def shrink(m):
+            with torch.no_grad():
+                for p in m.parameters():
+                    p.mul_(0.5)
+
+        if how == "driver":
+            lk_train.train_epoch(batches, model, nn.functional.cross_entropy, opt, [History()],
+                                 print_every=None, on_step=shrink)
+        else:
+            for X, y in batches:
+                nn.functional.cross_entropy(model(X), y).backward()
+                opt.step()
+                opt.zero_grad()
+                shrink(model)
+        weights[how] = [p.detach().clone() for p in model.parameters()]
+    for a, b in zip(weights["driver"], weights["by hand"]):
+        assert torch.equal(a, b)

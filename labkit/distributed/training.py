@@ -1,4 +1,10 @@
-"""The training loop of data-parallel SGD, alone or in a worker (chapter 9 and its lab)."""
+"""The training loop of data-parallel SGD, alone or in a worker (chapter 9 and its lab).
+
+It is labkit's driver, :func:`labkit.train.train_epoch`, on the worker's shard of one shared
+permutation (:func:`labkit.batches.shard_batches`), with the gradient exchange in its
+``on_gradients`` hook (between backward and step), local SGD's averaging of the weights in its
+``on_step`` hook, and the evaluation of :func:`labkit.fast.evaluate_tensors`.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from labkit.batches import shard_batches
 from labkit.data import digits5k
 from labkit.distributed.collectives import (
     average_gradients,
@@ -19,8 +26,10 @@ from labkit.distributed.collectives import (
     worker_device,
 )
 from labkit.distributed.cost import linear_scaling_lr, ring_allreduce_bytes
+from labkit.fast import evaluate_tensors
 from labkit.models import MLP
 from labkit.seed import seed_everything
+from labkit.train import History, train_epoch
 
 #: Hooks of :func:`train_worker` (DDP communication hooks from ``torch.distributed.algorithms``).
 HOOKS = ("none", "fp16", "bf16", "powersgd")
@@ -74,15 +83,12 @@ def _load_digits(dtype: torch.dtype, device: torch.device,
     return (X.to(device, dtype), y.to(device), X_test.to(device, dtype), y_test.to(device))
 
 
-@torch.no_grad()
-def _evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor,
-              chunk: int = 1000) -> tuple[float, float]:
-    loss, correct = 0.0, 0
-    for i in range(0, len(X), chunk):
-        out = model(X[i:i + chunk])
-        loss += F.cross_entropy(out, y[i:i + chunk], reduction="sum").item()
-        correct += (out.argmax(1) == y[i:i + chunk]).sum().item()
-    return loss / len(X), correct / len(X)
+class _AllSteps(History):
+    """A worker's history that never stops its run: alone, it would leave the other workers
+    waiting in the next collective; a loss that is NaN or infinite is returned as it is."""
+
+    def blew_up(self, loss: float) -> bool:
+        return False
 
 
 def train_data_parallel(
@@ -113,14 +119,16 @@ def train_data_parallel(
     Every worker draws the same random order of the :math:`N` training images (seeded by
     ``seed`` and the epoch); step :math:`t` uses the global batch of :math:`Pb` images
     ``order[t·Pb : (t+1)·Pb]`` and worker :math:`p` the :math:`p`-th slice of :math:`b` of them.
-    The worker's gradients are combined by ``mode``:
+    The loop is :func:`labkit.train.train_epoch` on :func:`labkit.batches.shard_batches`; the
+    worker's gradients are combined by ``mode`` in its hooks:
 
-    * ``"allreduce"``: :func:`~.average_gradients` after ``backward()`` (hand-written);
+    * ``"allreduce"``: :func:`~.average_gradients` after ``backward()``, in ``on_gradients``
+      (hand-written);
     * ``"ddp"``: :class:`~torch.nn.parallel.DistributedDataParallel`, optionally with the
       communication ``hook`` ``"fp16"``, ``"bf16"`` or ``"powersgd"`` (rank ``powersgd_rank``)
       (Li et al., 2020; Vogels et al., 2019);
     * ``"local_sgd"``: no gradient exchange; :func:`~.average_parameters` every ``local_steps``
-      steps (Stich, 2019).
+      steps, in ``on_step`` (Stich, 2019).
 
     Outside a process group it is the single-process run with batch :math:`Pb`, where :math:`P`
     is ``world_size`` (default 1): the reference of the equality :math:`P` workers = one process
@@ -131,7 +139,8 @@ def train_data_parallel(
     samples seen by all workers after each step), ``bytes_model`` (the bytes this worker sends by
     the ring model), ``bytes_measured`` (:func:`~.bytes_written` during training, ``None`` where not
     measurable), ``seconds``, ``train_loss``/``test_accuracy`` of the final weights (if
-    ``evaluate``), and ``weights`` (the flat final weights, if ``return_weights``). ``data``:
+    ``evaluate``; :func:`labkit.fast.evaluate_tensors` in batches of 1,000), and ``weights``
+    (the flat final weights, if ``return_weights``). ``data``:
     the tensors of :func:`digits_tensors` (loaded here when ``None``). ``bucket_cap_mb``: DDP's
     bucket size (its default when ``None``; one bucket for PowerSGD on gloo).
     """
@@ -155,7 +164,6 @@ def train_data_parallel(
     if n_train is not None:
         X, y = X[:n_train], y[:n_train]
     global_batch = shards * batch_per_worker
-    local_batch = batch_per_worker if group > 1 else global_batch
     steps_per_epoch = len(X) // global_batch
     if steps_per_epoch == 0:
         raise ValueError(f"the global batch {global_batch} exceeds the {len(X)} training images")
@@ -175,38 +183,39 @@ def train_data_parallel(
         _register_hook(net, hook, powersgd_rank, seed)
     params = list(net.parameters())
     n_bytes = sum(p.numel() * p.element_size() for p in params)
-    optimizer = torch.optim.SGD(params, lr=lr)
+    # With scale_lr the scheduler sets the rate of step t to 1.0 * linear_scaling_lr(t, ...).
+    optimizer = torch.optim.SGD(params, lr=1.0 if scale_lr else lr)
+    scheduler = None if not scale_lr else torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: linear_scaling_lr(step, lr, shards, warmup_steps))
 
-    losses: list[float] = []
+    t = 0  # the step under way
     sent_model = 0.0
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(X), generator=generator)
+
+    def communicate(model: nn.Module) -> None:  # between backward and step: combine gradients
+        nonlocal sent_model
+        if mode == "allreduce":
+            sent_model += ring_allreduce_bytes(average_gradients(model), group)
+        elif mode == "ddp":  # DDP has averaged them during backward(); count its messages
+            sent_model += ring_allreduce_bytes(
+                _ddp_message_bytes(model, hook if t >= _POWERSGD_START or hook != "powersgd"
+                                   else "none", powersgd_rank), group)
+
+    def after_step(model: nn.Module) -> None:  # local SGD: average the weights every H steps
+        nonlocal t, sent_model
+        t += 1
+        if mode == "local_sgd" and (t % local_steps == 0 or t == total_steps):
+            sent_model += ring_allreduce_bytes(average_parameters(model), group)
+
+    history = _AllSteps()
+    # the same permutations on every worker; alone, the whole global batch
+    batches = shard_batches(X, y, global_batch, rank, group, torch.Generator().manual_seed(seed),
+                            total_steps)
     start_bytes = bytes_written()
     start = time.perf_counter()
-    for t in range(total_steps):
-        s = t % steps_per_epoch
-        if s == 0 and t > 0:
-            order = torch.randperm(len(X), generator=generator)
-        idx = order[s * global_batch:(s + 1) * global_batch]
-        if group > 1:
-            idx = idx[rank * local_batch:(rank + 1) * local_batch]
-        idx = idx.to(device)
-        rate = linear_scaling_lr(t, lr, shards, warmup_steps) if scale_lr else lr
-        for g in optimizer.param_groups:
-            g["lr"] = rate
-        optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(net(X[idx]), y[idx])
-        loss.backward()
-        if mode == "allreduce":
-            sent_model += ring_allreduce_bytes(average_gradients(net), group)
-        elif mode == "ddp":
-            sent_model += ring_allreduce_bytes(
-                _ddp_message_bytes(net, hook if t >= _POWERSGD_START or hook != "powersgd"
-                                   else "none", powersgd_rank), group)
-        optimizer.step()
-        if mode == "local_sgd" and ((t + 1) % local_steps == 0 or t + 1 == total_steps):
-            sent_model += ring_allreduce_bytes(average_parameters(net), group)
-        losses.append(loss.item())
+    train_epoch(batches, net, F.cross_entropy, optimizer, [history], print_every=None,
+                check_every=1 if device.type == "cpu" else 100, scheduler=scheduler,
+                on_gradients=communicate, on_step=after_step)
+    losses = history.loss
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
@@ -219,15 +228,16 @@ def train_data_parallel(
         "rank": rank, "world_size": shards, "mode": mode, "hook": hook,
         "local_steps": local_steps, "steps": total_steps, "global_batch": global_batch,
         "losses": losses,
-        "samples": [(t + 1) * global_batch for t in range(total_steps)],
+        "samples": [(k + 1) * global_batch for k in range(total_steps)],
         "bytes_model": sent_model, "bytes_measured": measured,
         "gradient_bytes": n_bytes, "seconds": seconds,
     }
     inner = net.module if mode == "ddp" else net
     if evaluate:
-        inner.eval()
-        result["train_loss"], result["train_accuracy"] = _evaluate(inner, X, y)
-        result["test_loss"], result["test_accuracy"] = _evaluate(inner, X_test, y_test)
+        result["train_loss"], result["train_accuracy"] = evaluate_tensors(
+            inner, X, y, F.cross_entropy, batch_size=1000, verbose=False)
+        result["test_loss"], result["test_accuracy"] = evaluate_tensors(
+            inner, X_test, y_test, F.cross_entropy, batch_size=1000, verbose=False)
     if return_weights:
         result["weights"] = torch.cat([p.detach().reshape(-1).cpu() for p in inner.parameters()])
     return result
