@@ -3,7 +3,8 @@
 One session fixture builds the handouts with the instructor's command (``coursetools handouts``),
 another grades, with the instructor's other command (``coursetools grade``), one folder per
 assignment: the solution, the untouched handout, and every plausible wrong answer kept in
-``tests/fixtures/assignments/NAME/wrong_*.py``. For ``01_sgd_loop`` that folder is a whole class,
+``tests/fixtures/assignments/NAME/wrong_*.py`` as a small edit of the solution (``EDITS``). For
+``01_sgd_loop`` that folder is a whole class,
 with submissions that crash, hang, exit, flood their output, are misnamed, are not notebooks or
 belong to another assignment; its grade sheet must equal ``class_expected.csv``.
 """
@@ -73,6 +74,28 @@ def with_definitions(notebook: Path, fixture: Path) -> nbformat.NotebookNode:
     return nb
 
 
+def edits_of(fixture: Path) -> list[tuple[str, str]]:
+    """The fixture's ``EDITS``: pairs (a passage of the solution's code, the wrong answer's)."""
+    for node in ast.parse(fixture.read_text()).body:
+        if isinstance(node, ast.Assign) and [t.id for t in node.targets
+                                             if isinstance(t, ast.Name)] == ["EDITS"]:
+            return [tuple(pair) for pair in ast.literal_eval(node.value)]
+    raise AssertionError(f"{fixture}: no EDITS = [(old, new), ...]")
+
+
+def with_edits(notebook: Path, fixture: Path) -> nbformat.NotebookNode:
+    """``notebook`` (the solution) with the fixture's small edits: each old passage must occur
+    exactly once among its code cells, so a fixture that no longer fits the master fails here."""
+    nb = nbformat.read(notebook, as_version=4)
+    cells = [c for c in nb.cells if c.cell_type == "code"]
+    for old, new in edits_of(fixture):
+        where = [c for c in cells for _ in range(c.source.count(old))]
+        assert len(where) == 1, (f"{fixture.name}: {old!r} occurs {len(where)} times in "
+                                 f"{notebook.name}'s code, not once: update the fixture")
+        where[0].source = where[0].source.replace(old, new)
+    return nb
+
+
 def with_cell(notebook: Path, code: str) -> nbformat.NotebookNode:
     nb = nbformat.read(notebook, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell(code))
@@ -101,7 +124,7 @@ def _submissions(name: str, build: Path, folder: Path) -> None:
     shutil.copy(solution, folder / "solution.ipynb")
     shutil.copy(build / name / "student" / f"{name}.ipynb", folder / "untouched.ipynb")
     for fixture in sorted((FIXTURES / name).glob("wrong_*.py")):
-        nbformat.write(with_definitions(solution, fixture), folder / f"{fixture.stem}.ipynb")
+        nbformat.write(with_edits(solution, fixture), folder / f"{fixture.stem}.ipynb")
     if name != CLASS_ASSIGNMENT:
         return
     nbformat.write(with_cell(solution, "import ctypes\nctypes.string_at(0)"),

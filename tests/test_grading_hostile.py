@@ -28,7 +28,7 @@ import nbformat
 import psutil
 import pytest
 from conftest import NOTEBOOK_TIMES, ROOT
-from test_assignments import with_definitions
+from test_assignments import with_edits
 
 from coursetools.grading import integrity, isolation, supervise, verdicts, worker
 from coursetools.grading.archive import Autograder
@@ -86,7 +86,7 @@ def _base(build: Path, base: str) -> nbformat.NotebookNode:
         return nbformat.read(build / NAME / "autograder" / f"{NAME}.ipynb", as_version=4)
     if base == "untouched":
         return nbformat.read(build / NAME / "student" / f"{NAME}.ipynb", as_version=4)
-    return with_definitions(build / NAME / "autograder" / f"{NAME}.ipynb", WRONG / f"{base}.py")
+    return with_edits(build / NAME / "autograder" / f"{NAME}.ipynb", WRONG / f"{base}.py")
 
 
 def _hostile_processes() -> list[int]:

@@ -20,7 +20,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from conftest import ROOT
-from test_assignments import with_cell, with_definitions
+from test_assignments import with_cell, with_definitions, with_edits
 
 from coursetools.grading import intake, integrity, references, reports, supervise, verdicts, worker
 from coursetools.grading.archive import Autograder
@@ -463,7 +463,7 @@ def _lms_folder(build: Path, folder: Path) -> None:
     shutil.copy(solution, folder / "mullerjose_1001_90001_01_sgd_loop.ipynb")
     moodle = folder / "Ann Lee_502_assignsubmission_file_"
     moodle.mkdir()
-    nbformat.write(with_definitions(solution, FIXTURES / NAME / "wrong_sum_loss.py"),
+    nbformat.write(with_edits(solution, FIXTURES / NAME / "wrong_sum_loss.py"),
                    moodle / "my notebook (1).ipynb")
     (folder / "Ann Lee_502_assignsubmission_onlinetext_").mkdir()
     (folder / "Ann Lee_502_assignsubmission_onlinetext_" / "onlinetext.html").write_text("hi")
