@@ -67,7 +67,7 @@ class Workload:
     name: str
     layers: tuple[int, ...]
     target: float       # validation error (fraction misclassified) to reach
-    steps: int = 1000   # at most this many optimizer steps
+    steps: int = 500    # at most this many optimizer steps
     batch: int = 64
     every: int = 25     # a checkpoint every this many steps
     seed: int = 0
@@ -139,7 +139,8 @@ def check_weights(weights, workload: Workload) -> str:
             .parameters()]
     if not isinstance(weights, list) or len(weights) != len(want):
         count = len(weights) if isinstance(weights, list) else type(weights).__name__
-        return f"{count} weight tensors came back; the fixed architecture has {len(want)}"
+        return (f"{count} weight tensors came back, the fixed architecture has {len(want)}: "
+                "another architecture")
     for i, (w, (shape, dtype)) in enumerate(zip(weights, want)):
         if not isinstance(w, torch.Tensor) or tuple(w.shape) != shape or w.dtype != dtype:
             got = (f"{tuple(w.shape)} {str(w.dtype).removeprefix('torch.')}"
@@ -394,10 +395,7 @@ def rank(entries: list[Entry]) -> None:
     from labkit.benchmark.scoring import benchmark_scores
 
     times = {e.key: {w.name: e.results[w.name].time for w in WORKLOADS} for e in entries}
-    if any(not math.isinf(t) for row in times.values() for t in row.values()):
-        scores = benchmark_scores(times, r_max=R_MAX)
-    else:
-        scores = {}
+    scores = benchmark_scores(times, r_max=R_MAX) if times else {}
     for e in entries:
         e.score = float(scores.get(e.key, 0.0))
     for e in entries:
