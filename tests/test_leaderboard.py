@@ -150,7 +150,7 @@ def test_forged_frames_arrive_but_earn_nothing(board: dict):
     """The forger's frames carry the nonce, so they are counted (more than the harness sends),
     and scored: random weights reach no target."""
     row = board["rows"]["hostile_forges_checkpoints"]
-    most = max(w.steps // w.every for w in leaderboard.WORKLOADS) + 1
+    most = max(w.steps // w.every for w in leaderboard.WORKLOADS) + 1  # the harness's
     for w in leaderboard.WORKLOADS:
         assert int(row[f"{w.name}_checkpoints"]) > most, row
         assert float(row[f"{w.name}_final_error"]) > 0.5, row
