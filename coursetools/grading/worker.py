@@ -121,6 +121,36 @@ def run_probe(test: dict, user_ns: dict) -> dict:
     return {"value": encode(namespace["probe"](*args))}
 
 
+def run_harness(job: dict, user_ns: dict, results: int) -> None:
+    """One leaderboard training run (:mod:`coursetools.grading.leaderboard`).
+
+    ``job`` carries the grader's harness as source (:mod:`coursetools.grading.harness`), the
+    workload and a one-time nonce. The harness trains with the notebook's optimizer and sends
+    checkpoints through ``emit`` (frames ``{"event": "checkpoint", "nonce": ..., ...}``, tensors
+    as raw bytes); a last frame ``{"event": "done"}`` says it ended, and why if it raised. The
+    grader times the frames itself and judges only the weights, outside.
+    """
+    nonce = job.get("nonce")
+
+    def emit(kind: str, **fields) -> None:
+        write_frame(results, {"event": kind, "nonce": nonce,
+                              **{k: encode(v) for k, v in fields.items()}})
+
+    error = ""
+    try:
+        namespace: dict = {"__name__": "harness"}
+        exec(compile(job["harness"], "<harness>", "exec"), namespace)
+        namespace["train"](job["workload"], user_ns, emit)
+    except BaseException as err:  # the optimizer raised (or stopped the run): reported
+        if _is_memory_error(err):
+            write_frame(results, {"event": "memory", "error": f"{type(err).__name__}"[:300]})
+            os._exit(0)
+        error = f"{type(err).__name__}: {err}"[:300]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    write_frame(results, {"event": "done", "nonce": nonce, "error": error})
+
+
 def run(results: int, control: int = 0) -> int:
     if os.environ.get("GRADER_SYS_PATH"):  # where the grader's own labkit is (read-only)
         sys.path.insert(0, os.environ["GRADER_SYS_PATH"])
@@ -155,6 +185,9 @@ def run(results: int, control: int = 0) -> int:
                 os._exit(0)
     write_frame(results, {"event": "cells", "errors": errors, "failures": failures})
     probes = read_frame(control)
+    while "harness" in probes:  # the leaderboard: one training run per frame, then the next
+        run_harness(probes, shell.user_ns, results)
+        probes = read_frame(control)
     values = {}
     user_ns = shell.user_ns
     for index, test in enumerate(probes["tests"]):
