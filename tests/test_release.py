@@ -34,7 +34,7 @@ STUDENT_FILES = ("README.md", "_config.yml", "_toc.yml", "intro.md", "api.md", "
                  "_ext/static/plotly-basic-4.1.1.min.js",
                  *(f"labs/handouts/{m.name}" for m in MASTERS))
 PRIVATE = ("labs/assignments", "tests", "scripts", "benchmarks", "coursetools", "CONTRIBUTING.md",
-           "labs/README.md", ".venv", "_build", ".git")
+           "labs/README.md", "labs/instructors_guide.md", ".venv", "_build", ".git")
 
 
 @pytest.fixture(scope="module")

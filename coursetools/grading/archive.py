@@ -59,7 +59,7 @@ def _split(func: ast.FunctionDef, source: str, where: str) -> tuple[str, str, tu
             isinstance(last, ast.Expr) and isinstance(last.value, ast.Call)
             and getattr(last.value.func, "id", "") == "check"):
         raise SystemExit(f"grade: {where}: test {func.name} is not written as a probe and a "
-                         "check (see labs/README.md); rebuild the handouts")
+                         "check (see labs/instructors_guide.md); rebuild the handouts")
     lines = source.splitlines()
 
     def text(node: ast.stmt) -> str:  # whole lines, so that indentation stays consistent
