@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"coursetools: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
         return 2
     try:
+        from coursetools.notebooks import find_root
+
+        find_root()
         module = importlib.import_module(COMMANDS[command][0])
     except RootNotFound as error:  # run away from the repository: say where to run it
         print(f"coursetools: {error}", file=sys.stderr)

@@ -401,7 +401,11 @@ def test_every_assignment_declares_the_references_its_tests_compare_against(buil
     """All six: the solution and the handout use none; an alias of each is found; at least one
     test compares against each, and that test earns nothing when the alias is there."""
     names = sorted(p.name for p in build.iterdir() if (p / "autograder").is_dir())
-    assert len(names) == 7  # every assignment, Muon (7) included
+    # the leaderboard (8) scores what a submission's optimizer achieves, against no reference:
+    # any optimizer may compete; the seven others rebuild a piece of PyTorch and must not call it
+    assert not Autograder.load(_paths(build, "08_leaderboard")[0]).forbidden
+    names = [n for n in names if n != "08_leaderboard"]
+    assert len(names) == 7  # every assignment that rebuilds PyTorch, Muon (7) included
     for name in names:
         archive, solution, handout = _paths(build, name)
         autograder = Autograder.load(archive)

@@ -14,8 +14,6 @@ import os
 import sysconfig
 from pathlib import Path
 
-from coursetools.notebooks import ROOT
-
 
 def _tree(root: Path, content: bool) -> dict[str, str]:
     found: dict[str, str] = {}
@@ -39,11 +37,12 @@ def _tree(root: Path, content: bool) -> dict[str, str]:
 
 def fingerprint(archive: Path) -> dict[str, str]:
     """{what: hash} for the archive, labkit, coursetools and site-packages."""
+    import coursetools
     import labkit
 
     parts = {"archive": {str(archive): hashlib.sha256(archive.read_bytes()).hexdigest()},
              "labkit": _tree(Path(labkit.__file__).resolve().parent, content=True),
-             "coursetools": _tree(ROOT / "coursetools", content=True),
+             "coursetools": _tree(Path(coursetools.__file__).resolve().parent, content=True),
              "site-packages": _tree(Path(sysconfig.get_paths()["purelib"]), content=False)}
     return {f"{kind}: {path}": value for kind, files in parts.items()
             for path, value in files.items()}
