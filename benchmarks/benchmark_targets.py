@@ -4,7 +4,8 @@ Usage: ``.venv/bin/python benchmarks/benchmark_targets.py [--trials 8] [--repeat
 
 For every base workload the four target-setting baselines (AdamW, NAdamW, Nesterov, heavy ball;
 :func:`labkit.benchmark.runner.algoperf_baselines`) are tuned with ``--trials`` quasi-random
-points each and the best one re-run on ``--repeats`` seeds; the target is the median of their
+points each, every run on 3/4 of the step budget, and the best one re-run on ``--repeats``
+seeds; the target is the median of their
 best validation error rates (:func:`labkit.benchmark.runner.set_target`). For a held-out variant
 only two baselines are tuned, as AlgoPerf does for its randomised workloads: NAdamW and the best
 of the other three on the base workload. Writes ``benchmarks/results/benchmark_targets.json``;
@@ -23,13 +24,14 @@ import torch
 from labkit.benchmark.runner import algoperf_baselines, set_target
 from labkit.benchmark.workloads import TARGETS_FILE, workloads
 
-TRIALS, REPEATS, SEED = 8, 5, 0
+TRIALS, REPEATS, SEED, FRACTION = 8, 5, 0, 0.75
 
 
 def setting_record(setting, trials: int, repeats: int) -> dict:
     return {"target": setting.target, "baseline": setting.baseline,
             "hparams": setting.hparams, "tuning_best": setting.tuning_best,
-            "repeats": setting.repeats, "trials": trials, "n_repeats": repeats, "seed": SEED}
+            "repeats": setting.repeats, "trials": trials, "n_repeats": repeats, "seed": SEED,
+            "budget_fraction": FRACTION}
 
 
 def main() -> None:
@@ -44,12 +46,12 @@ def main() -> None:
         if args.only and w.name != args.only:
             continue
         start = time.perf_counter()
-        base = set_target(w, algoperf_baselines(), args.trials, args.repeats, SEED)
+        base = set_target(w, algoperf_baselines(), args.trials, args.repeats, SEED, FRACTION)
         results[w.name] = setting_record(base, args.trials, args.repeats)
         others = {k: v for k, v in base.tuning_best.items() if k != "NAdamW"}
         second = min(others, key=others.get)
         held = set_target(w.held_out, algoperf_baselines(["NAdamW", second]), args.trials,
-                          args.repeats, SEED)
+                          args.repeats, SEED, FRACTION)
         results[w.held_out.name] = setting_record(held, args.trials, args.repeats)
         print(f"{w.name}: target {base.target:.4g} ({base.baseline}); {w.held_out.name}: "
               f"{held.target:.4g} ({held.baseline}); {time.perf_counter() - start:.1f} s",

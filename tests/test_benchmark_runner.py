@@ -256,7 +256,7 @@ def test_the_logistic_target_is_what_algoperfs_recipe_gives():
     torch.set_num_threads(1)
     setting = runner.set_target(logistic_workload(), runner.algoperf_baselines(),
                                 trials=record["trials"], repeats=record["n_repeats"],
-                                seed=record["seed"])
+                                seed=record["seed"], budget_fraction=record["budget_fraction"])
     assert setting.baseline == record["baseline"]
     assert setting.repeats == pytest.approx(record["repeats"])
     assert setting.target == pytest.approx(TARGETS["logistic"])
