@@ -162,13 +162,14 @@ def test_missing_the_held_out_target_makes_the_base_workload_inf():
     held = walk_workload(target=0.5, budget=10, name="walk-held")
     base = walk_workload(target=0.5, budget=40, held_out=held)
     fast = Submission("fast", Walk, {"lr": [0.25]})  # held out: reached at step 2
-    slow = Submission("slow", Walk, {"lr": [0.05]})  # base at step 10; held out: never (budget 10)
+    slow = Submission("slow", Walk, {"lr": [0.04]})  # base at step 14; held out: never (budget 10)
     bench = run_benchmark([fast, slow], [base], rule="external", trials=1, studies=1)
     raw = bench.raw()
-    assert raw["slow"]["walk"] == 10 and raw["slow"]["walk-held"] == math.inf
-    times = bench.times()
+    assert raw["slow"]["walk"] == 14 and raw["slow"]["walk-held"] == math.inf
+    times = bench.times(cutoff=None)  # no 4x cut: the held-out miss alone
     assert times == {"fast": {"walk": 2.0}, "slow": {"walk": math.inf}}
-    assert "slow" in bench.report() and "10 (-)" in bench.report()
+    assert "slow" in bench.report() and "14 (-)" in bench.report()
+    assert bench.scores()["slow"] == 0.0 and bench.scores()["fast"] == 1.0
 
 
 def test_held_out_more_than_r_max_times_slower_than_the_fastest_counts_as_a_miss():
@@ -176,10 +177,10 @@ def test_held_out_more_than_r_max_times_slower_than_the_fastest_counts_as_a_miss
     base = walk_workload(target=0.5, budget=40, held_out=held)
     fast = Submission("fast", Walk, {"lr": [0.25]})   # held out at step 2
     slow = Submission("slow", Walk, {"lr": [0.05]})   # held out at step 10 > 4 x 2
-    times = run_benchmark([fast, slow], [base], trials=1, studies=1).times(r_max=4)
+    times = run_benchmark([fast, slow], [base], trials=1, studies=1).times(cutoff=4)
     assert times["slow"]["walk"] == math.inf
     assert run_benchmark([fast, slow], [base], trials=1, studies=1).times(
-        r_max=5)["slow"]["walk"] == 10
+        cutoff=5)["slow"]["walk"] == 10
 
 
 def _blobs():

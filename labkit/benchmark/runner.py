@@ -26,6 +26,8 @@ the time it needs to reach a fixed validation target on each workload. The piece
 - **Held-out variants**: a workload's variant is tuned by the same rule; if a submission misses
   the variant's target, its time on the base workload counts as :math:`\infty`
   (:meth:`Benchmark.times`; the rule of AlgoPerf's "Using held-out workloads in scoring").
+  The medians, the held-out rule, the profiles and the score are computed by
+  :mod:`labkit.benchmark.scoring`, which follows the official scoring code.
 - **Targets** (:func:`set_target`): AlgoPerf's recipe, see there.
 
 The default unit of time is **steps** to target, not seconds: on a shared 2-core machine the
@@ -48,6 +50,12 @@ from scipy.stats import qmc
 from torch import nn
 
 from labkit import _checks as checks
+from labkit.benchmark.scoring import (
+    benchmark_scores,
+    held_out_rule,
+    performance_profiles,
+    time_to_target_per_workload,
+)
 from labkit.benchmark.workloads import Workload
 
 RULES = ("external", "self")
@@ -320,9 +328,18 @@ class Tuning:
         """Each study's time (its fastest trial among the first ``trials``)."""
         return [s.time(unit, trials) for s in self.studies]
 
+    def trial_times(self, unit: str = "steps", trials: int | None = None) -> list[list[float]]:
+        """``[study][trial]`` times to target, the first ``trials`` of each study."""
+        return [[t.time(unit) for t in (s.trials if trials is None else s.trials[:trials])]
+                for s in self.studies]
+
     def time(self, unit: str = "steps", trials: int | None = None) -> float:
-        """The median over studies of the study times (``inf`` when most studies miss)."""
-        return float(np.median(self.study_times(unit, trials)))
+        """The median over studies of the study times (``inf`` when half of them miss or more),
+        by :func:`labkit.benchmark.scoring.time_to_target_per_workload`."""
+        if trials is not None:
+            checks.integer("trials", trials, 1)
+        return time_to_target_per_workload({self.workload: self.trial_times(unit, trials)},
+                                           self.rule)[self.workload]
 
     @property
     def trials(self) -> list[Trial]:
@@ -378,26 +395,31 @@ class Benchmark:
                     for w in self.workloads + list(self.held_out.values())}
                 for s in self.submissions}
 
+    @property
+    def variants(self) -> dict[str, str]:
+        """Held-out variant -> base workload, as :mod:`labkit.benchmark.scoring` takes it."""
+        return {v: w for w, v in self.held_out.items()}
+
     def times(self, unit: str = "steps", trials: int | None = None,
-              r_max: float = 4.0) -> dict[str, dict[str, float]]:
-        r"""``times[submission][workload]`` on the base workloads, with AlgoPerf's held-out
-        rule: a submission's base time is :math:`\infty` unless it also reaches the held-out
-        variant's target, within :math:`r_{\max}` times the fastest held-out time among the
-        submissions that reached the base target. ``trials`` uses the first ``trials`` of each
-        study (the effect of a smaller tuning budget, external rule)."""
-        raw = self.raw(unit, trials)
-        out = {s: {} for s in self.submissions}
-        for w in self.workloads:
-            h = self.held_out.get(w)
-            solved = [s for s in self.submissions if math.isfinite(raw[s][w])]
-            best_h = min((raw[s][h] for s in solved), default=math.inf) if h else math.inf
-            for s in self.submissions:
-                t = raw[s][w]
-                if h is not None and not (math.isfinite(raw[s][h])
-                                          and raw[s][h] <= r_max * best_h):
-                    t = math.inf
-                out[s][w] = t
-        return out
+              cutoff: float | None = 4.0) -> dict[str, dict[str, float]]:
+        r"""``times[submission][workload]`` on the base workloads after AlgoPerf's held-out rule
+        (:func:`labkit.benchmark.scoring.held_out_rule`): a base time counts only if the
+        submission also reached the held-out variant's target within ``cutoff`` times the
+        fastest on it. ``trials`` uses the first ``trials`` of each study (the effect of a
+        smaller tuning budget, external rule)."""
+        return held_out_rule(self.raw(unit, trials), self.variants, cutoff)
+
+    def scores(self, unit: str = "steps", trials: int | None = None,
+               r_max: float = 4.0) -> dict[str, float]:
+        """AlgoPerf's benchmark score of every submission
+        (:func:`labkit.benchmark.scoring.benchmark_scores`, held-out rule included)."""
+        return benchmark_scores(self.raw(unit, trials), r_max=r_max, held_out=self.variants)
+
+    def profiles(self, unit: str = "steps", trials: int | None = None, r_max: float = 4.0
+                 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The performance profiles :math:`\rho_s(\tau)` on the official grid
+        (:func:`labkit.benchmark.scoring.performance_profiles`, held-out rule included)."""
+        return performance_profiles(self.raw(unit, trials), r_max=r_max, held_out=self.variants)
 
     def report(self, unit: str = "steps", trials: int | None = None) -> str:
         """The table as text: per submission, the time on each workload and, in brackets, on
