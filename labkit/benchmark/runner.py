@@ -61,7 +61,7 @@ from labkit.benchmark.workloads import Workload
 RULES = ("external", "self")
 UNITS = ("steps", "seconds")
 
-#: A search space: name -> ``(low, high, "log" | "linear")``, or a list of choices.
+#: A search space, name -> ``(low, high, "log" | "linear")`` or a list of choices.
 Space = Mapping[str, object]
 
 
@@ -486,7 +486,8 @@ class TargetSetting:
 
 def set_target(workload: Workload, baselines: Sequence[Submission], trials: int = 8,
                repeats: int = 5, seed: int = 0, budget_fraction: float = 0.75) -> TargetSetting:
-    r"""A workload's validation target by AlgoPerf's recipe (``docs/DOCUMENTATION.md``,
+    r"""A workload's validation target by AlgoPerf's recipe (the benchmark lab;
+    ``docs/DOCUMENTATION.md``,
     "Defining target performance", mlcommons/algorithmic-efficiency at commit ``0390e13f``, and
     the procedure recorded in its pull request #541), scaled down:
 
