@@ -27,8 +27,15 @@ from labkit.benchmark.workloads import TARGETS_FILE, workloads
 TRIALS, REPEATS, SEED, FRACTION = 8, 5, 0, 0.75
 
 
-def setting_record(setting, trials: int, repeats: int) -> dict:
-    return {"target": setting.target, "baseline": setting.baseline,
+def describe(workload) -> dict:
+    """What the target depends on besides the model: a test compares it with the workload."""
+    return {"step_budget": workload.step_budget, "eval_every": workload.eval_every,
+            "batch_size": workload.batch_size, "n_train": len(workload.train[0]),
+            "n_val": len(workload.val[0])}
+
+
+def setting_record(setting, trials: int, repeats: int, workload) -> dict:
+    return {"workload": describe(workload), "target": setting.target, "baseline": setting.baseline,
             "hparams": setting.hparams, "tuning_best": setting.tuning_best,
             "repeats": setting.repeats, "trials": trials, "n_repeats": repeats, "seed": SEED,
             "budget_fraction": FRACTION}
@@ -47,12 +54,12 @@ def main() -> None:
             continue
         start = time.perf_counter()
         base = set_target(w, algoperf_baselines(), args.trials, args.repeats, SEED, FRACTION)
-        results[w.name] = setting_record(base, args.trials, args.repeats)
+        results[w.name] = setting_record(base, args.trials, args.repeats, w)
         others = {k: v for k, v in base.tuning_best.items() if k != "NAdamW"}
         second = min(others, key=others.get)
         held = set_target(w.held_out, algoperf_baselines(["NAdamW", second]), args.trials,
                           args.repeats, SEED, FRACTION)
-        results[w.held_out.name] = setting_record(held, args.trials, args.repeats)
+        results[w.held_out.name] = setting_record(held, args.trials, args.repeats, w.held_out)
         print(f"{w.name}: target {base.target:.4g} ({base.baseline}); {w.held_out.name}: "
               f"{held.target:.4g} ({held.baseline}); {time.perf_counter() - start:.1f} s",
               flush=True)

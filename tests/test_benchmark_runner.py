@@ -248,6 +248,21 @@ def test_the_stored_targets_are_what_the_target_setting_script_wrote():
     assert TARGETS == stored
 
 
+def test_the_targets_were_set_on_the_workloads_as_they_are_now():
+    """A changed budget, batch size or data set needs new targets: the script records what it
+    trained on, and it must match the workloads of today."""
+    import json
+
+    from labkit.benchmark.workloads import TARGETS_FILE, workloads
+    records = json.loads(TARGETS_FILE.read_text())
+    for w in workloads():
+        for v in w.variants:
+            assert records[v.name]["workload"] == {
+                "step_budget": v.step_budget, "eval_every": v.eval_every,
+                "batch_size": v.batch_size, "n_train": len(v.train[0]),
+                "n_val": len(v.val[0])}, f"{v.name}: run benchmarks/benchmark_targets.py"
+
+
 def test_the_logistic_target_is_what_algoperfs_recipe_gives():
     """Recompute one workload's target from scratch (a few seconds) with the stored settings."""
     import json
