@@ -43,7 +43,7 @@ class TinyTransformer(nn.Module):
     Embeddings of the ``p + 1`` tokens plus learned positions, two-head self-attention, an MLP of
     width ``4 d`` with GELU, and an output layer read from the last token. The hidden matrices
     (attention's projections and the MLP's two layers) are what Muon takes; ``embed``, ``head``
-    and the vectors go to AdamW (:func:`labkit.optim.muon_param_groups`).
+    and the vectors go to AdamW (:func:`labkit.optim.muon.muon_param_groups`).
     """
 
     def __init__(self, p: int, d: int, heads: int = 2):

@@ -162,8 +162,8 @@ def hidden_matrices(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Param
 
 def muon_with_adamw(model: nn.Module, lr: float = 0.02, adamw_lr: float = 1e-3,
                     weight_decay: float = 0.1) -> OptimizerChain:
-    """Muon (:class:`labkit.optim.Muon`) on :func:`hidden_matrices`, AdamW
-    (:class:`labkit.optim.AdamW`, rate ``adamw_lr``) on the rest, both with decoupled
+    """Muon (:class:`labkit.optim.muon.Muon`) on :func:`hidden_matrices`, AdamW
+    (:class:`labkit.optim.adam.AdamW`, rate ``adamw_lr``) on the rest, both with decoupled
     ``weight_decay`` (chapter 8, the lab); Muon is left out where there is no hidden matrix."""
     from labkit.optim import AdamW, Muon
 
@@ -417,7 +417,7 @@ class Benchmark:
 
     def profiles(self, unit: str = "steps", trials: int | None = None, r_max: float = 4.0
                  ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """The performance profiles :math:`\rho_s(\tau)` on the official grid
+        r"""The performance profiles :math:`\rho_s(\tau)` on the official grid
         (:func:`labkit.benchmark.scoring.performance_profiles`, held-out rule included)."""
         return performance_profiles(self.raw(unit, trials), r_max=r_max, held_out=self.variants)
 
