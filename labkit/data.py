@@ -367,3 +367,20 @@ def tabular(
     else:
         mean, std = torch.zeros(X.shape[1], dtype=dtype), torch.ones(X.shape[1], dtype=dtype)
     return TabularSplit(Xtr, ytr, Xte, yte, list(bunch.feature_names), mean, std, task)
+
+
+def modular_addition(p: int, train_fraction: float = 0.5, split_seed: int = 0
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Modular addition (Power et al., 2022), the task of chapter 8's small transformer: every
+    pair :math:`(a, b)` with :math:`0 \\le a, b < p` as the tokens ``(a, b, p)`` (``p`` is the
+    "=" token), labelled :math:`(a + b) \\bmod p`. A random ``train_fraction`` of the
+    :math:`p^2` pairs (fixed by ``split_seed``) is for training, the rest held out.
+    Returns ``(x_train, y_train, x_test, y_test)``."""
+    checks.integer("p", p, 2)
+    checks.interval("train_fraction", train_fraction, 0.0, 1.0, "()")
+    a, b = torch.meshgrid(torch.arange(p), torch.arange(p), indexing="ij")
+    x = torch.stack([a.flatten(), b.flatten(), torch.full((p**2,), p)], dim=1)
+    y = (a + b).flatten() % p
+    perm = torch.randperm(p**2, generator=torch.Generator().manual_seed(1000 + split_seed))
+    n = int(train_fraction * p**2)
+    return x[perm[:n]], y[perm[:n]], x[perm[n:]], y[perm[n:]]

@@ -162,3 +162,29 @@ def plot_comparison(comparison, ax: plt.Axes | None = None, logy: bool = False) 
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     return ax
+
+
+def plot_performance_profiles(taus: np.ndarray, profiles: dict[str, np.ndarray],
+                              ax: plt.Axes | None = None, title: str | None = None) -> plt.Axes:
+    r"""AlgoPerf's figure (the lab ``labs/optimizer_benchmark.ipynb``): each submission's
+    performance profile :math:`\rho_s(\tau)`, the fraction of workloads it solves within a
+    factor :math:`\tau` of the fastest, as a step function of :math:`\tau \in [1, r_{\max}]`
+    (``taus``, ``profiles`` as :func:`labkit.benchmark.scoring.performance_profiles` returns
+    them). Submissions with the same profile are drawn on top of each other; the legend lists
+    them in order of their score (the area under the curve)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 4))
+    order = sorted(profiles, key=lambda s: -float(np.trapezoid(profiles[s], taus)))
+    styles = ["-", "--", "-.", ":"]
+    for k, name in enumerate(order):
+        ax.step(taus, profiles[name], where="post", lw=1.6, ls=styles[k % len(styles)],
+                label=name)
+    ax.set_xlim(taus[0], taus[-1])
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_xlabel(r"$\tau$ (time to target relative to the fastest)")
+    ax.set_ylabel(r"$\rho(\tau)$: fraction of workloads")
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return ax

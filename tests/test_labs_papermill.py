@@ -108,3 +108,13 @@ def test_demo_results_vectorised_in_bf16_and_small(tmp_path):
     assert "effective learning rate lr/(1 - mt): 0.01 (mt 0), 0.02 (mt 0.5), 0.1 (mt 0.9)" in text
     # the five sweeps, and the equal-steps/scaled-lr figure of each batch-size sweep
     assert len(list(figures.glob("*.png"))) == 7
+
+
+def test_optimizer_benchmark_on_one_workload_with_five_trials(tmp_path):
+    """The benchmark lab on the logistic workload alone, with AlgoPerf's 5 trials per study and
+    the budgets 1, 3, 5: every table, score and held-out line still comes out."""
+    text = _run("optimizer_benchmark", tmp_path, only=["logistic"], trials=5, studies=1,
+                budgets=[1, 3, 5])
+    assert "external tuning, steps to target" in text and "self tuning, steps to" in text
+    assert "k=1, k=3, k=5" in text
+    assert "base results lost to the held-out rule" in text
