@@ -12,19 +12,22 @@ the time it needs to reach a fixed validation target on each workload. The piece
   diverged (a non-finite loss).
 - **External tuning** (:func:`external_tuning`): :math:`S` independent *studies*, each of
   :math:`T` trials whose hyper-parameters are quasi-random draws :math:`h_{s,1..T}` from the
-  declared search space (a scrambled Halton sequence, seeded per study, as AlgoPerf draws its
-  quasi-random search). A study's time is its fastest trial, the submission's time the median
-  over studies:
+  declared search space (one scrambled Halton sequence of :math:`S T` points dealt to the
+  studies in a random order, as AlgoPerf draws its quasi-random search). A study's time is its
+  fastest trial, the submission's time the median over studies:
 
   .. math:: t_{\text{ext}} = \operatorname{median}_{s=1..S}\; \min_{j=1..T} t(h_{s,j}).
 
   AlgoPerf uses :math:`T = 5`, :math:`S = 3`.
 - **Self-tuning** (:func:`self_tuning`): no search; each study runs the submission's defaults
   once (on its own seed), :math:`t_{\text{self}} = \operatorname{median}_s t_s(h_{\text{default}})`.
-  (AlgoPerf gives this ruleset a longer budget; here both rules share the workload's budget, so
-  that the two are compared on the same footing.)
+  (AlgoPerf's self-tuning may also tune inside the run, on the clock, and gets a longer budget:
+  3 times in the 2024 competition, 1.5 times since v0.6; here both rules share the workload's
+  budget, which handicaps self-tuning.)
 - **Held-out variants**: a workload's variant is tuned by the same rule; if a submission misses
-  the variant's target, its time on the base workload counts as :math:`\infty`
+  the variant's target, or takes more than 4 times the fastest submission's time there, its time
+  on the base workload counts as :math:`\infty` (AlgoPerf v0.5 drew its variants after the
+  submission deadline and dropped them from v0.6; here they are public and only show the rule)
   (:meth:`Benchmark.times`; the rule of AlgoPerf's "Using held-out workloads in scoring").
   The medians, the held-out rule, the profiles and the score are computed by
   :mod:`labkit.benchmark.scoring`, which follows the official scoring code.
@@ -32,7 +35,8 @@ the time it needs to reach a fixed validation target on each workload. The piece
 
 The default unit of time is **steps** to target, not seconds: on a shared 2-core machine the
 wall-clock time of a sub-second trial varies by tens of percent from run to run, while the
-steps are exact (and, as all submissions here cost about the same per step, they rank alike).
+steps are exact. Steps ignore the cost of a step (Muon's costs a few times Adam's here), which
+AlgoPerf's seconds include, so the two units can rank submissions differently.
 Seconds are recorded too (training time only, evaluations excluded, as AlgoPerf excludes them)
 and every table can be asked for them with ``unit="seconds"``.
 """
@@ -352,18 +356,22 @@ def _study_seed(seed: int, study: int) -> int:
 
 def external_tuning(workload: Workload, submission: Submission, trials: int = 5,
                     studies: int = 3, seed: int = 0) -> Tuning:
-    """AlgoPerf's external-tuning ruleset (the lab): ``studies`` studies of ``trials`` trials,
-    study :math:`s` drawing its points with :func:`sample_space` seeded ``seed + 1000 s`` and
-    running trial :math:`j` on seed ``seed + 1000 s + j``; time = median over studies of the
-    fastest trial (:meth:`Tuning.time`)."""
+    """AlgoPerf's external-tuning ruleset (the lab): ``studies`` studies of ``trials`` trials.
+    As AlgoPerf does, all ``trials * studies`` points are drawn from one quasi-random sequence
+    (:func:`sample_space` seeded ``seed``) and dealt to the studies in a random order (seeded
+    ``seed``), so that the studies search different parts of the space; study :math:`s` runs its
+    trial :math:`j` on seed ``seed + 1000 s + j``; time = median over studies of the fastest trial
+    (:meth:`Tuning.time`)."""
     checks.integer("trials", trials, 1)
     checks.integer("studies", studies, 1)
+    points = sample_space(submission.space, trials * studies, seed)
+    order = np.random.default_rng(seed).permutation(trials * studies)
     out = []
     for s in range(studies):
         base = _study_seed(seed, s)
-        points = sample_space(submission.space, trials, base)
+        mine = [points[i] for i in order[s * trials:(s + 1) * trials]]
         out.append(Study([run_trial(workload, submission, h, base + j)
-                          for j, h in enumerate(points)]))
+                          for j, h in enumerate(mine)]))
     return Tuning(workload.name, submission.name, "external", out)
 
 
