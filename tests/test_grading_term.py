@@ -161,7 +161,9 @@ def test_the_integrity_check_reports_a_changed_file(tmp_path: Path, monkeypatch)
     target.write_text("SAFE = True\n")
     archive = tmp_path / "a.zip"
     archive.write_bytes(b"PK one")
-    monkeypatch.setattr(integrity, "ROOT", fake)
+    (fake / "labkit").mkdir()
+    monkeypatch.setattr(integrity, "package_dirs",
+                        lambda: {"labkit": fake / "labkit", "coursetools": fake / "coursetools"})
     before = integrity.fingerprint(archive)
     assert integrity.compare(before, integrity.fingerprint(archive)) == []
     st = target.stat()

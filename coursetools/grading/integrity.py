@@ -35,15 +35,20 @@ def _tree(root: Path, content: bool) -> dict[str, str]:
     return found
 
 
-def fingerprint(archive: Path) -> dict[str, str]:
-    """{what: hash} for the archive, labkit, coursetools and site-packages."""
+def package_dirs() -> dict[str, Path]:
+    """The folders of the packages grading imports: ``labkit`` and ``coursetools``."""
     import coursetools
     import labkit
 
-    parts = {"archive": {str(archive): hashlib.sha256(archive.read_bytes()).hexdigest()},
-             "labkit": _tree(Path(labkit.__file__).resolve().parent, content=True),
-             "coursetools": _tree(Path(coursetools.__file__).resolve().parent, content=True),
-             "site-packages": _tree(Path(sysconfig.get_paths()["purelib"]), content=False)}
+    return {"labkit": Path(labkit.__file__).resolve().parent,
+            "coursetools": Path(coursetools.__file__).resolve().parent}
+
+
+def fingerprint(archive: Path) -> dict[str, str]:
+    """{what: hash} for the archive, labkit, coursetools and site-packages."""
+    parts = {"archive": {str(archive): hashlib.sha256(archive.read_bytes()).hexdigest()}}
+    parts.update({name: _tree(folder, content=True) for name, folder in package_dirs().items()})
+    parts["site-packages"] = _tree(Path(sysconfig.get_paths()["purelib"]), content=False)
     return {f"{kind}: {path}": value for kind, files in parts.items()
             for path, value in files.items()}
 
