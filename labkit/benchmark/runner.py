@@ -35,7 +35,7 @@ the time it needs to reach a fixed validation target on each workload. The piece
 
 The default unit of time is **steps** to target, not seconds: on a shared 2-core machine the
 wall-clock time of a sub-second trial varies by tens of percent from run to run, while the
-steps are exact. Steps ignore the cost of a step (Muon's costs a few times Adam's here), which
+steps are exact. Steps ignore the cost of a step (Muon's adds Newton-Schulz iterations), which
 AlgoPerf's seconds include, so the two units can rank submissions differently.
 Seconds are recorded too (training time only, evaluations excluded, as AlgoPerf excludes them)
 and every table can be asked for them with ``unit="seconds"``.
